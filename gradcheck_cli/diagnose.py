@@ -1,0 +1,296 @@
+"""Diagnosis of one backward: which expected tensors got no gradient, and why (pure; never prints).
+
+Data in — the loss, the leaves its graph reaches, the cuts that fed it, the names of what the user
+trains, which modules ran — findings out. The expected set of a backward (DESIGN, issue 8):
+
+* every requires-grad parameter of each root module with at least one parameter in this loss's
+  graph (including submodules that never ran); frozen ones are listed, not reported;
+* parameters cut off from this loss (upstream of a cut that fed it) when their root shares an
+  optimizer with a parameter in the graph, or when nothing trainable is in the graph at all — a
+  GAN's ``G(z).detach()`` in the discriminator step or a target network under ``no_grad`` are not
+  expected, an encoder in the same optimizer is;
+* plain leaf tensors named in the calling scope that are in the graph or cut off from it;
+* for ``autograd.grad`` / ``backward(inputs=...)``: exactly the inputs given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from gradcheck_cli.naming import Names, attribute_site
+from gradcheck_cli.sites import CallSite, Site
+from gradcheck_cli.tracking import Cut, Tracker
+
+_REGION_WORDS = {
+    "no_grad": "inside `torch.no_grad()`",
+    "set_grad_enabled": "while grad mode was switched off by `torch.set_grad_enabled(False)`",
+    "inference_mode": "inside `torch.inference_mode()`",
+}
+
+
+@dataclass
+class Walk:
+    """What a backward from the loss reaches: leaves (by id) and every node visited."""
+
+    leaves: dict[int, torch.Tensor] = field(default_factory=dict)
+    nodes: dict[int, Any] = field(default_factory=dict)
+
+
+def walk_graph(starts: Iterable[Any]) -> Walk:
+    """Iterative walk over ``next_functions``; ``AccumulateGrad.variable`` is a reached leaf."""
+    walk = Walk()
+    stack = [n for n in starts if n is not None]
+    nodes = walk.nodes
+    leaves = walk.leaves
+    while stack:
+        node = stack.pop()
+        key = id(node)
+        if key in nodes:
+            continue
+        nodes[key] = node
+        variable = getattr(node, "variable", None)
+        if variable is not None:
+            leaves[id(variable)] = variable
+            continue
+        for nxt, _ in node.next_functions:
+            if nxt is not None and id(nxt) not in nodes:
+                stack.append(nxt)
+    return walk
+
+
+def leaves_under(roots: Iterable[Any]) -> dict[int, torch.Tensor]:
+    """Leaves reachable from cut roots (a root is a grad_fn node or a leaf tensor itself)."""
+    starts = []
+    found: dict[int, torch.Tensor] = {}
+    for r in roots:
+        if isinstance(r, torch.Tensor):
+            found[id(r)] = r
+        else:
+            starts.append(r)
+    found.update(walk_graph(starts).leaves)
+    return found
+
+
+@dataclass
+class Raw:
+    """A finding before grouping: one kind, one site, the tensors it explains."""
+
+    kind: str
+    where: CallSite | Site | None
+    names: list[str]
+    message: str
+    grad_state: str = "none"
+    severity: str | None = None
+    extra_stack: list[Site] = field(default_factory=list)
+
+
+@dataclass
+class Context:
+    api: str
+    losses: list[torch.Tensor]
+    walk: Walk
+    names: Names
+    loss_cuts: list[Cut]
+    tracker: Tracker
+    ran_modules: set[int]
+    optimizer_groups: list[set[int]]
+    explicit_inputs: list[torch.Tensor] | None = None
+    backward_site: CallSite | None = None
+
+
+@dataclass
+class Result:
+    findings: list[Raw] = field(default_factory=list)
+    checked: list[tuple[str, str, torch.Tensor | None]] = field(
+        default_factory=list
+    )  # (name, state, tensor)
+
+
+def _compact(names: list[str]) -> str:
+    return ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+
+
+def diagnose(ctx: Context) -> Result:
+    res = Result()
+    names = ctx.names
+    reached = ctx.walk.leaves
+
+    # Which parameters did each cut that fed this loss starve? The earliest cut wins.
+    cut_of: dict[int, Cut] = {}
+    for cut in sorted(ctx.loss_cuts, key=lambda c: c.id):
+        for key in leaves_under(cut.roots.values()):
+            cut_of.setdefault(key, cut)
+
+    expected: dict[int, tuple[str, torch.Tensor]] = {}
+    if ctx.explicit_inputs is not None:
+        for i, t in enumerate(ctx.explicit_inputs):
+            expected[id(t)] = (names.name_of(t) or f"inputs[{i}]", t)
+    else:
+        reached_roots = {id(names.param_root[k].module) for k in reached if k in names.param_root}
+        shared: set[int] = set()
+        for group in ctx.optimizer_groups:
+            if any(k in group for k in reached):
+                shared |= group
+        for root in names.roots:
+            params = list(root.module.named_parameters())
+            in_graph = id(root.module) in reached_roots
+            cut_off = any(id(p) in cut_of for _, p in params)
+            if not in_graph and not (
+                cut_off and (not reached_roots or any(id(p) in shared for _, p in params))
+            ):
+                continue
+            for _, p in params:
+                qual = names.param_name.get(id(p))
+                if qual is None:
+                    continue
+                if not p.requires_grad:
+                    res.checked.append((qual, "frozen", None))
+                    continue
+                expected[id(p)] = (qual, p)
+        for key, (name, t) in names.leaves.items():
+            if t.is_leaf and t.requires_grad and (key in reached or key in cut_of):
+                expected[key] = (name, t)
+
+    missing: list[tuple[str, torch.Tensor]] = []
+    for key, (name, t) in expected.items():
+        if key in reached:
+            res.checked.append((name, "ok", t))
+        else:
+            res.checked.append((name, "none", t))
+            missing.append((name, t))
+
+    by_group: dict[tuple[Any, ...], Raw] = {}
+
+    def add(kind: str, where: CallSite | Site | None, name: str, message: str, **kw: Any) -> None:
+        site = where.site if isinstance(where, CallSite) else where
+        key = (kind, site, message if kind == "unused_parameter" else None)
+        raw = by_group.get(key)
+        if raw is None:
+            raw = by_group[key] = Raw(kind, where, [], message, **kw)
+        raw.names.append(name)
+
+    for name, t in missing:
+        if not t.requires_grad:
+            where = ctx.tracker.rg_off.get(t) or ctx.tracker.born.get(t)
+            add("requires_grad_false", where, name, "does not require grad")
+            continue
+        if t.grad_fn is not None:
+            add("non_leaf", ctx.tracker.made_from.get(t), name, "is not a leaf tensor")
+            continue
+        cut = cut_of.get(id(t))
+        if cut is not None:
+            add(cut.kind, cut.where, name, cut_message(cut))
+            continue
+        module, attr = _owner(names, t)
+        if module is not None and attr is not None:
+            ran = id(module) in ctx.ran_modules
+            parent = _parent(names, module)
+            mod_name = names.module_name(module) or type(module).__name__
+            if ran:
+                where = (
+                    attribute_site(parent, attr, "forward", call=True)
+                    if parent is not None
+                    else None
+                )
+                msg = f"`{mod_name}` ran, but its output never reached this loss"
+            else:
+                where = attribute_site(parent, attr, "__init__") if parent is not None else None
+                msg = f"`{mod_name}` never ran in this forward pass"
+            add("unused_parameter", where, name, msg)
+            continue
+        where = ctx.tracker.born.get(t)
+        add("unused_parameter", where, name, "never contributed to this loss")
+
+    for raw in by_group.values():
+        res.findings.append(raw)
+
+    # Tensors the module uses but never registered: they get gradients no optimizer sees.
+    unreg: dict[tuple[int, str], Raw] = {}
+    for key, u in names.unregistered.items():
+        if key not in reached:
+            continue
+        site = attribute_site(u.owner, u.attr, "__init__")
+        group = unreg.get((id(u.owner), u.attr))
+        if group is None:
+            owner = names.module_name(u.owner) or type(u.owner).__name__
+            group = unreg[(id(u.owner), u.attr)] = Raw(
+                "unregistered_parameter",
+                site,
+                [],
+                f"`{owner}.{u.attr}` is a plain {type(getattr(u.owner, u.attr)).__name__}: its tensors get gradients, "
+                "but model.parameters() (and so the optimizer) never includes them",
+                grad_state="none",
+            )
+        group.names.append(u.name)
+    res.findings.extend(unreg.values())
+    return res
+
+
+def _owner(names: Names, t: torch.Tensor) -> tuple[nn.Module | None, str | None]:
+    """The submodule owning parameter ``t`` and its attribute name in its parent."""
+    qual = names.param_name.get(id(t))
+    root = names.param_root.get(id(t))
+    if qual is None or root is None:
+        return None, None
+    path = qual[len(root.name) + 1 :].split(".")
+    module_path = path[:-1]
+    module: nn.Module = root.module
+    for part in module_path:
+        module = getattr(module, part) if not part.isdigit() else module[int(part)]  # type: ignore[index]
+    if not module_path:
+        return root.module, None
+    return module, module_path[-1]
+
+
+def _parent(names: Names, module: nn.Module) -> nn.Module | None:
+    entry = names.module_path.get(id(module))
+    if entry is None:
+        return None
+    root, path = entry
+    if not path:
+        return None
+    parent: nn.Module = root.module
+    for part in path.split(".")[:-1]:
+        parent = getattr(parent, part) if not part.isdigit() else parent[int(part)]  # type: ignore[index]
+    return parent
+
+
+def cut_message(cut: Cut) -> str:
+    kind = cut.kind
+    if kind in _REGION_WORDS:
+        return f"computed {_REGION_WORDS[kind]}: no graph was recorded for these parameters"
+    if kind == "detach":
+        return "`.detach()` cut the graph between these parameters and the loss"
+    if kind == "data_attr":
+        return "`.data` returned a tensor outside the graph, cutting these parameters off the loss"
+    if kind == "rewrap_tensor":
+        return f"`{cut.op}(tensor)` copied the values into a new tensor with no history"
+    if kind in ("python_scalar_roundtrip", "numpy_roundtrip"):
+        via = cut.origin.where.site if cut.origin is not None else None
+        what = "a Python number" if kind == "python_scalar_roundtrip" else "a NumPy array"
+        escape = cut.origin.op if cut.origin is not None else "a conversion"
+        place = f" at {via.file.rsplit('/', 1)[-1]}:{via.line}" if via is not None else ""
+        return f"the value left the graph as {what} (`{escape}`{place}) and came back through `{cut.op}`: no gradient flows back"
+    if kind == "nondifferentiable_op":
+        return f"`{cut.op}` has no gradient: its output does not depend differentiably on these parameters"
+    return kind
+
+
+def not_differentiable_note(
+    cuts: list[Cut], frozen_site: CallSite | None
+) -> tuple[CallSite | None, str]:
+    """Why a loss does not require grad: the cut nearest its origin, or a freeze."""
+    if cuts:
+        cut = sorted(cuts, key=lambda c: c.id)[0]
+        return cut.where, f"the loss was cut off from the graph: {cut_message(cut)}"
+    if frozen_site is not None:
+        return (
+            frozen_site,
+            "no parameter that reaches the loss requires grad: requires_grad was turned off",
+        )
+    return None, "no tensor that requires grad was used to compute the loss"

@@ -1,0 +1,21 @@
+"""gradcheck's own errors: one typed exception that the CLI turns into one line and an exit code."""
+
+from __future__ import annotations
+
+# Exit-code policy (README "Exit codes", `gradcheck --help`).
+EXIT_CLEAN = 0
+EXIT_FINDINGS = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class CommandError(Exception):
+    """A problem with what the user asked gradcheck to do (not with their script).
+
+    The CLI prints ``gradcheck: error: <message>`` on stderr and exits with ``exit_code``.
+    """
+
+    def __init__(self, message: str, exit_code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.message = message
+        self.exit_code = exit_code

@@ -1,0 +1,301 @@
+"""Names for what the user trains: ``model.encoder.0.weight``, ``w``, ``model.blocks[0].bias``.
+
+Root modules are named by the variable that holds them — a local of the frame that called
+``backward()`` (and the user frames above it), or a global of ``__main__`` — one attribute deep into
+plain objects (``self.model``, ``trainer.net``). A module held by another named module is not a
+root. Plain leaf tensors are named by their variable. Tensors a module keeps in a plain list, dict or
+attribute instead of a ``Parameter``/``ModuleList`` are found here too (they are not registered).
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import linecache
+import types
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from gradcheck_cli.sites import Site, is_user_file
+
+
+@dataclass
+class Root:
+    name: str
+    module: nn.Module
+
+
+@dataclass
+class Unregistered:
+    """A tensor a module uses but does not register (plain list/dict/attribute)."""
+
+    name: str
+    tensor: torch.Tensor
+    owner: nn.Module
+    attr: str
+
+
+@dataclass
+class Names:
+    """The naming of one backward: roots, every parameter's qualified name, plain leaves."""
+
+    roots: list[Root] = field(default_factory=list)
+    param_name: dict[int, str] = field(default_factory=dict)  # id(param) -> qualified name
+    param_root: dict[int, Root] = field(default_factory=dict)
+    params: dict[int, torch.Tensor] = field(default_factory=dict)
+    module_path: dict[int, tuple[Root, str]] = field(
+        default_factory=dict
+    )  # id(module) -> (root, path)
+    leaves: dict[int, tuple[str, torch.Tensor]] = field(default_factory=dict)  # named plain leaves
+    unregistered: dict[int, Unregistered] = field(default_factory=dict)
+
+    def name_of(self, t: torch.Tensor) -> str | None:
+        key = id(t)
+        if key in self.param_name:
+            return self.param_name[key]
+        if key in self.leaves:
+            return self.leaves[key][0]
+        if key in self.unregistered:
+            return self.unregistered[key].name
+        return None
+
+    def tensor(self, key: int) -> torch.Tensor | None:
+        return self.params.get(key)
+
+    def module_name(self, module: nn.Module) -> str | None:
+        entry = self.module_path.get(id(module))
+        if entry is None:
+            return None
+        root, path = entry
+        return f"{root.name}.{path}" if path else root.name
+
+
+def _is_plain_object(value: Any) -> bool:
+    return (
+        hasattr(value, "__dict__")
+        and not isinstance(
+            value,
+            (type, types.ModuleType, types.FunctionType, types.MethodType, torch.Tensor, nn.Module),
+        )
+        and type(value).__module__ not in ("builtins",)
+    )
+
+
+def _scope_items(namespaces: Iterable[dict[str, Any]]) -> Iterator[tuple[str, Any]]:
+    for ns in namespaces:
+        for name, value in list(ns.items()):
+            if name.startswith("__"):
+                continue
+            yield name, value
+            if _is_plain_object(value):
+                try:
+                    attrs = list(vars(value).items())
+                except TypeError:
+                    continue
+                for attr, inner in attrs[:200]:
+                    if not attr.startswith("_") and isinstance(inner, (nn.Module, torch.Tensor)):
+                        yield f"{name}.{attr}", inner
+            elif type(value) in (list, tuple) and len(value) <= 64:
+                for i, inner in enumerate(value):
+                    if isinstance(inner, (nn.Module, torch.Tensor)):
+                        yield f"{name}[{i}]", inner
+
+
+def _display_name(name: str) -> str:
+    return name[5:] if name.startswith("self.") else name
+
+
+def _strip_wrappers(module: nn.Module) -> nn.Module:
+    # DDP / DataParallel / torch.compile wrappers: name parameters as the user's own model.
+    for attr in ("module", "_orig_mod"):
+        inner = getattr(module, attr, None)
+        if isinstance(inner, nn.Module) and type(module).__name__ in (
+            "DistributedDataParallel",
+            "DataParallel",
+            "OptimizedModule",
+        ):
+            return _strip_wrappers(inner)
+    return module
+
+
+def build_names(namespaces: list[dict[str, Any]], extra_modules: Iterable[nn.Module] = ()) -> Names:
+    """Name everything reachable from ``namespaces`` (innermost scope first)."""
+    names = Names()
+    candidates: list[Root] = []
+    seen_modules: set[int] = set()
+    for name, value in _scope_items(namespaces):
+        if isinstance(value, nn.Module):
+            value = _strip_wrappers(value)
+            if id(value) not in seen_modules:
+                seen_modules.add(id(value))
+                candidates.append(Root(_display_name(name), value))
+        elif isinstance(value, torch.Tensor) and id(value) not in names.leaves:
+            names.leaves[id(value)] = (_display_name(name), value)
+    for module in extra_modules:
+        module = _strip_wrappers(module)
+        if id(module) not in seen_modules:
+            seen_modules.add(id(module))
+            candidates.append(Root(type(module).__name__, module))
+
+    # A candidate held inside another candidate is not a root; bigger models claim modules first.
+    contained: set[int] = set()
+    sized = sorted(candidates, key=lambda r: -sum(1 for _ in r.module.modules()))
+    for root in sized:
+        if id(root.module) in contained:
+            continue
+        names.roots.append(root)
+        for path, sub in root.module.named_modules(remove_duplicate=True):
+            if id(sub) not in names.module_path:
+                names.module_path[id(sub)] = (root, path)
+            if sub is not root.module:
+                contained.add(id(sub))
+        for pname, p in root.module.named_parameters(remove_duplicate=True):
+            if id(p) not in names.param_name:
+                names.param_name[id(p)] = f"{root.name}.{pname}"
+                names.param_root[id(p)] = root
+                names.params[id(p)] = p
+        for u in find_unregistered(root):
+            names.unregistered.setdefault(id(u.tensor), u)
+    order = {id(r.module): i for i, r in enumerate(candidates)}
+    names.roots.sort(key=lambda r: order[id(r.module)])
+    for key in list(names.leaves):
+        if key in names.param_name or key in names.unregistered:
+            del names.leaves[key]
+    return names
+
+
+def find_unregistered(root: Root) -> list[Unregistered]:
+    """Tensors that require grad, held by a module outside its parameters (plain list/attr)."""
+    found: list[Unregistered] = []
+    registered = {id(p) for p in root.module.parameters()}
+    for path, module in root.module.named_modules():
+        prefix = f"{root.name}.{path}" if path else root.name
+        for attr, value in vars(module).items():
+            if attr.startswith("_") or attr == "training":
+                continue
+            items: list[tuple[str, Any]]
+            if isinstance(value, (list, tuple)):
+                items = [(f"[{i}]", v) for i, v in enumerate(value)]
+            elif isinstance(value, dict):
+                items = [(f"[{k!r}]", v) for k, v in value.items()]
+            else:
+                items = [("", value)]
+            for suffix, item in items[:256]:
+                base = f"{prefix}.{attr}{suffix}"
+                if isinstance(item, nn.Module) and suffix:
+                    for pname, p in item.named_parameters():
+                        if id(p) not in registered and p.requires_grad:
+                            found.append(Unregistered(f"{base}.{pname}", p, module, attr))
+                elif (
+                    isinstance(item, torch.Tensor)
+                    and item.requires_grad
+                    and id(item) not in registered
+                ):
+                    found.append(Unregistered(base, item, module, attr))
+    return found
+
+
+def frame_namespaces(
+    frame: types.FrameType | None, main_globals: dict[str, Any] | None, depth: int = 4
+) -> list[dict[str, Any]]:
+    """Locals of the user frames from ``frame`` outwards, then ``__main__``'s globals."""
+    spaces: list[dict[str, Any]] = []
+    n = 0
+    while frame is not None and n < depth:
+        if is_user_file(frame.f_code.co_filename):
+            spaces.append(frame.f_locals)
+            if frame.f_globals is not main_globals:
+                spaces.append(frame.f_globals)
+            n += 1
+        frame = frame.f_back
+    if main_globals is not None:
+        spaces.append(main_globals)
+    return spaces
+
+
+# -- static source lookups ---------------------------------------------------------------------
+
+
+def _class_function(cls: type, name: str) -> types.FunctionType | None:
+    for klass in cls.__mro__:
+        fn = vars(klass).get(name)
+        if isinstance(fn, types.FunctionType) and is_user_file(fn.__code__.co_filename):
+            return fn
+    return None
+
+
+def _function_ast(fn: types.FunctionType) -> tuple[ast.AST, int] | None:
+    try:
+        lines, start = inspect.getsourcelines(fn)
+    except (OSError, TypeError):
+        return None
+    import textwrap
+
+    try:
+        tree = ast.parse(textwrap.dedent("".join(lines)))
+    except SyntaxError:
+        return None
+    return tree, start
+
+
+def attribute_site(
+    owner: nn.Module, attr: str, method: str = "__init__", call: bool = False
+) -> Site | None:
+    """The line in ``type(owner).<method>`` that assigns (or, with ``call``, calls) ``self.<attr>``."""
+    fn = _class_function(type(owner), method)
+    if fn is None:
+        return None
+    parsed = _function_ast(fn)
+    if parsed is None:
+        return None
+    tree, start = parsed
+    for node in ast.walk(tree):
+        target = None
+        if call and isinstance(node, ast.Call):
+            target = node.func
+        elif not call and isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for t in targets:
+                if isinstance(t, ast.Attribute) and t.attr == attr:
+                    target = t
+        if (
+            isinstance(target, ast.Attribute)
+            and target.attr == attr
+            and isinstance(target.value, ast.Name)
+            and target.value.id == "self"
+        ):
+            line = start + node.lineno - 1
+            return Site(fn.__code__.co_filename, line, fn.__code__.co_name)
+    return None
+
+
+def assignment_site(frame_code: types.CodeType, var: str, before: int | None = None) -> Site | None:
+    """The last line of ``frame_code``'s source that assigns ``var`` (before line ``before``)."""
+    filename = frame_code.co_filename
+    lines = linecache.getlines(filename)
+    if not lines:
+        return None
+    try:
+        tree = ast.parse("".join(lines))
+    except SyntaxError:
+        return None
+    best: int | None = None
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for t in targets:
+                for leaf in ast.walk(t):
+                    if (
+                        isinstance(leaf, ast.Name)
+                        and leaf.id == var
+                        and (before is None or node.lineno <= before)
+                        and (best is None or node.lineno > best)
+                    ):
+                        best = node.lineno
+    if best is None:
+        return None
+    return Site(filename, best, frame_code.co_name)

@@ -1,0 +1,274 @@
+"""Patches on torch: grad-mode managers, backward entry points, ``from_numpy``, module freezing.
+
+Everything the TorchFunctionMode (:mod:`gradcheck_cli.tracking`) cannot see is patched here, and
+restored exactly: :class:`PatchSet` remembers whether each name was in the owner's own ``__dict__``
+and puts back the very object (or deletes the name) on restore.
+
+Grad-mode managers are patched as *methods on their classes* (``no_grad.__enter__`` …): replacing
+the classes would miss ``from torch import no_grad`` done before us and ``torch.autograd.no_grad``.
+Method patches catch the ``with`` form, ``@torch.no_grad()``, bare ``@no_grad`` and a plain
+``torch.set_grad_enabled(False)``. ``Tensor.backward``, ``torch.autograd.backward`` and
+``torch.autograd.grad`` are routed to :meth:`Engine.run_backward`; ``Tensor.backward`` ends in
+``torch.autograd.backward`` (and, with the mode active, re-enters itself), so the engine keeps a
+re-entrancy guard.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+import torch
+import torch.autograd.grad_mode as grad_mode
+from torch.utils.hooks import RemovableHandle
+
+from gradcheck_cli.sites import CallSite, Site, capture, is_user_file
+from gradcheck_cli.tracking import Region, Tracker, from_numpy_hook
+
+if TYPE_CHECKING:
+    import types
+
+_GRAD_MODE_FILE = os.path.abspath(grad_mode.__file__)
+_CONTEXTLIB_SUFFIX = os.path.join("torch", "utils", "_contextlib.py")
+
+
+class Engine(Protocol):
+    tracker: Tracker
+
+    def run_backward(
+        self, api: str, call: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any: ...
+
+    def module_ran(self, module: torch.nn.Module) -> None: ...
+
+    def optimizer_created(self, optimizer: torch.optim.Optimizer) -> None: ...
+
+
+class PatchSet:
+    """Attribute patches that can be undone exactly, in reverse order."""
+
+    def __init__(self) -> None:
+        self._undo: list[tuple[Any, str, bool, Any]] = []
+        self._handles: list[RemovableHandle] = []
+
+    def patch(self, owner: Any, name: str, new: Any) -> Any:
+        """Replace ``owner.name`` by ``new``; return the original (as attribute lookup gives it)."""
+        had = name in vars(owner)
+        raw = vars(owner)[name] if had else None
+        original = getattr(owner, name)
+        setattr(owner, name, new)
+        self._undo.append((owner, name, had, raw))
+        return original
+
+    def add_handle(self, handle: RemovableHandle) -> None:
+        self._handles.append(handle)
+
+    def restore(self) -> None:
+        for handle in reversed(self._handles):
+            handle.remove()
+        self._handles.clear()
+        for owner, name, had, raw in reversed(self._undo):
+            if had:
+                setattr(owner, name, raw)
+            else:
+                delattr(owner, name)
+        self._undo.clear()
+
+    @property
+    def active(self) -> bool:
+        return bool(self._undo)
+
+
+def region_where(manager: str) -> CallSite | None:
+    """Where a grad-mode region was opened: the ``with`` line, or for a decorated function the
+    decorator line (its immediate caller is torch's ``decorate_context`` wrapper)."""
+    import sys
+
+    frame: types.FrameType | None = sys._getframe(2)
+    while frame is not None and frame.f_code.co_filename.startswith(os.path.dirname(__file__)):
+        frame = frame.f_back
+    if frame is not None and frame.f_code.co_filename.endswith(_CONTEXTLIB_SUFFIX):
+        func = frame.f_locals.get("func")
+        code = getattr(func, "__code__", None)
+        if code is not None and is_user_file(code.co_filename):
+            line = _decorator_line(code, manager)
+            site = Site(code.co_filename, line, code.co_name)
+            outer = capture()
+            stack = (site, *(outer.stack if outer else ()))
+            return CallSite(site, stack[:6])
+    return capture()
+
+
+def _decorator_line(code: types.CodeType, manager: str) -> int:
+    import linecache
+
+    line = code.co_firstlineno
+    for n in range(line, line + 20):
+        text = linecache.getline(code.co_filename, n).strip()
+        if text.startswith("@") and manager in text:
+            return n
+        if text.startswith(("def ", "async def ")):
+            break
+    return line
+
+
+def install(engine: Engine, patches: PatchSet) -> None:
+    """Install every patch; ``patches.restore()`` undoes them all."""
+    tr = engine.tracker
+    _install_grad_modes(tr, patches)
+    _install_backward(engine, patches)
+    _install_misc(engine, patches)
+
+
+def _install_grad_modes(tr: Tracker, patches: PatchSet) -> None:
+    no_grad, enable_grad = grad_mode.no_grad, grad_mode.enable_grad
+    set_grad_enabled, inference_mode = grad_mode.set_grad_enabled, grad_mode.inference_mode
+
+    def entering(cls: type, kind: str, enabled_of: Callable[[Any], bool]) -> None:
+        orig = cls.__enter__
+
+        @functools.wraps(orig)
+        def __enter__(self: Any) -> Any:
+            tr.push_region(Region(kind, enabled_of(self), region_where(kind), self))
+            return orig(self)
+
+        patches.patch(cls, "__enter__", __enter__)
+
+    def exiting(cls: type) -> None:
+        orig = cls.__exit__
+
+        @functools.wraps(orig)
+        def __exit__(self: Any, *exc: Any) -> Any:
+            tr.pop_region(self)
+            return orig(self, *exc)
+
+        patches.patch(cls, "__exit__", __exit__)
+
+    entering(no_grad, "no_grad", lambda self: False)
+    entering(enable_grad, "enable_grad", lambda self: True)
+    entering(inference_mode, "inference_mode", lambda self: not getattr(self, "mode", True))
+    for cls in (no_grad, enable_grad, inference_mode, set_grad_enabled):
+        exiting(cls)
+
+    # set_grad_enabled switches the mode in __init__ (so a plain call works); as a `with` statement
+    # __enter__ follows at once. Torch's own grad_mode.py calls it too (no_grad.__enter__, clone()):
+    # those are the managers above, not new regions.
+    sge_init = set_grad_enabled.__init__
+
+    @functools.wraps(sge_init)
+    def __init__(self: Any, mode: bool) -> None:
+        import sys
+
+        sge_init(self, mode)
+        if os.path.abspath(sys._getframe(1).f_code.co_filename) == _GRAD_MODE_FILE:
+            return
+        tr.push_region(
+            Region(
+                "set_grad_enabled",
+                bool(mode),
+                region_where("set_grad_enabled"),
+                weakref.ref(self),
+                plain=True,
+            )
+        )
+
+    sge_enter = set_grad_enabled.__enter__
+
+    @functools.wraps(sge_enter)
+    def sge__enter__(self: Any) -> Any:
+        for r in reversed(tr.regions):
+            if isinstance(r.token, weakref.ref) and r.token() is self:
+                r.token, r.plain = self, False
+                break
+        else:
+            tr.push_region(
+                Region("set_grad_enabled", bool(self.mode), region_where("set_grad_enabled"), self)
+            )
+        return sge_enter(self)
+
+    sge_call = set_grad_enabled.__call__
+
+    @functools.wraps(sge_call)
+    def __call__(self: Any, orig_func: Any) -> Any:
+        # `@torch.set_grad_enabled(False)` on a def: __init__ switched the mode, __call__ undoes it.
+        for r in reversed(tr.regions):
+            if isinstance(r.token, weakref.ref) and r.token() is self:
+                tr.regions.remove(r)
+                break
+        return sge_call(self, orig_func)
+
+    patches.patch(set_grad_enabled, "__init__", __init__)
+    patches.patch(set_grad_enabled, "__enter__", sge__enter__)
+    patches.patch(set_grad_enabled, "__call__", __call__)
+
+
+def _install_backward(engine: Engine, patches: PatchSet) -> None:
+    orig_tensor_backward = torch.Tensor.backward
+
+    @functools.wraps(orig_tensor_backward)
+    def backward(self: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        return engine.run_backward("Tensor.backward", orig_tensor_backward, (self, *args), kwargs)
+
+    orig_autograd_backward = torch.autograd.backward
+
+    @functools.wraps(orig_autograd_backward)
+    def autograd_backward(*args: Any, **kwargs: Any) -> Any:
+        return engine.run_backward("torch.autograd.backward", orig_autograd_backward, args, kwargs)
+
+    orig_grad = torch.autograd.grad
+
+    @functools.wraps(orig_grad)
+    def autograd_grad(*args: Any, **kwargs: Any) -> Any:
+        return engine.run_backward("torch.autograd.grad", orig_grad, args, kwargs)
+
+    patches.patch(torch.Tensor, "backward", backward)
+    patches.patch(torch.autograd, "backward", autograd_backward)
+    patches.patch(torch.autograd, "grad", autograd_grad)
+
+
+def _install_misc(engine: Engine, patches: PatchSet) -> None:
+    tr = engine.tracker
+    orig_from_numpy = torch.from_numpy
+
+    @functools.wraps(orig_from_numpy)
+    def from_numpy(array: Any) -> torch.Tensor:
+        out = orig_from_numpy(array)
+        from_numpy_hook(tr, array, out)
+        return out
+
+    patches.patch(torch, "from_numpy", from_numpy)
+
+    orig_module_rg = torch.nn.Module.requires_grad_
+
+    @functools.wraps(orig_module_rg)
+    def module_requires_grad_(self: torch.nn.Module, requires_grad: bool = True) -> torch.nn.Module:
+        # One freeze of a whole module is one event at the user's line, even when the TorchFunctionMode
+        # is not active (it also sees each parameter's requires_grad_, with the same site).
+        if not requires_grad:
+            where = capture()
+            if where is not None:
+                for p in self.parameters():
+                    tr.rg_off.set(p, where)
+        else:
+            for p in self.parameters():
+                tr.rg_off.discard(p)
+        return orig_module_rg(self, requires_grad)
+
+    patches.patch(torch.nn.Module, "requires_grad_", module_requires_grad_)
+
+    orig_opt_init = torch.optim.Optimizer.__init__
+
+    @functools.wraps(orig_opt_init)
+    def optimizer_init(self: torch.optim.Optimizer, *args: Any, **kwargs: Any) -> None:
+        orig_opt_init(self, *args, **kwargs)
+        engine.optimizer_created(self)
+
+    patches.patch(torch.optim.Optimizer, "__init__", optimizer_init)
+
+    def pre_hook(module: torch.nn.Module, args: Any) -> None:
+        engine.module_ran(module)
+
+    patches.add_handle(torch.nn.modules.module.register_module_forward_pre_hook(pre_hook))

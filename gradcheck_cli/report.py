@@ -1,0 +1,168 @@
+"""Renderers: the report model to a rich console report, or to JSON (never imports torch).
+
+Every user-controlled string (parameter names such as ``layers[0].weight``, source lines, messages)
+is escaped before it meets rich markup.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import tempfile
+from typing import IO, Any
+
+from rich.console import Console
+from rich.markup import escape
+
+from gradcheck_cli.model import Finding, Report
+
+_SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+_SEVERITY_MARK = {"error": "✗", "warning": "!", "info": "i"}
+
+
+def _tokens(name: str) -> list[str]:
+    return re.findall(r"\[[^\]]*\]|[^.\[]+", name)
+
+
+def compact_names(names: list[str], limit: int = 4) -> str:
+    """``model.encoder.* (4 tensors)`` for names sharing a module prefix, else a short list."""
+    if not names:
+        return "(no named tensors)"
+    if len(names) == 1:
+        return names[0]
+    parts = [_tokens(n) for n in names]
+    common: list[str] = []
+    for segs in zip(*parts, strict=False):
+        if len(set(segs)) != 1:
+            break
+        common.append(segs[0])
+    if common and len(common) < min(len(p) for p in parts):
+        prefix = "".join(
+            t if t.startswith("[") or i == 0 else "." + t for i, t in enumerate(common)
+        )
+        rest = parts[0][len(common)]
+        return f"{prefix}{'[*]' if rest.startswith('[') else '.*'} ({len(names)} tensors)"
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def make_console(
+    file: IO[str] | None = None, no_color: bool = False, width: int | None = None
+) -> Console:
+    """A console for gradcheck's own output: stderr by default, never wrapping the script's streams."""
+    return Console(
+        file=file,
+        stderr=file is None,
+        no_color=no_color or bool(os.environ.get("NO_COLOR")),
+        highlight=False,
+        soft_wrap=True,
+        width=width,
+    )
+
+
+def _render_finding(console: Console, f: Finding, verbose: bool) -> None:
+    style = _SEVERITY_STYLE.get(f.severity, "")
+    mark = _SEVERITY_MARK.get(f.severity, "-")
+    what = "no gradient" if f.grad_state in ("none", "raised") else "an all-zero gradient"
+    who = compact_names(f.parameters)
+    if f.kind == "loss_not_differentiable":
+        head = "backward() failed: the loss does not require grad"
+    elif f.kind == "unregistered_parameter":
+        head = f"{who} are not registered parameters"
+    else:
+        head = f"{who} got {what}"
+    console.print(f"[{style}]{mark} {escape(f.kind)}[/] [dim]{f.id}[/]  {escape(head)}")
+    if f.site is not None:
+        console.print(f"    [bold]{escape(f.site.display)}[/] in {escape(f.site.function)}")
+        if f.site.code:
+            console.print(f"      {escape(f.site.code)}")
+    console.print(f"    {escape(f.message)}")
+    if f.parameters and (verbose or len(f.parameters) <= 8) and who != ", ".join(f.parameters):
+        console.print(f"    tensors: {escape(', '.join(f.parameters))}")
+    stack = f.stack[1:] if verbose else f.stack[1:3]
+    if stack:
+        chain = " ← ".join(f"{s.display} {s.function}" for s in stack)
+        console.print(f"    [dim]called from {escape(chain)}[/]")
+    console.print(f"    [green]fix:[/] {escape(f.hint)}")
+    if f.steps and f.steps != [-1]:
+        steps = [s for s in f.steps if s >= 0]
+        if steps:
+            shown = ", ".join(str(s) for s in steps[:10]) + (" …" if len(steps) > 10 else "")
+            console.print(f"    [dim]backward calls: {shown}[/]")
+
+
+def render_console(
+    report: Report, console: Console, verbose: bool = False, quiet: bool = False
+) -> None:
+    """The human report (stderr)."""
+    findings = [f for f in report.findings if verbose or f.severity != "info"]
+    script = escape(report.script.path)
+    checked = report.steps_checked
+    calls = report.steps_seen
+    steps_text = f"{checked} of {calls} backward call{'s' if calls != 1 else ''} checked"
+    if not findings:
+        if not quiet:
+            if calls == 0:
+                console.print(
+                    f"[bold]gradcheck:[/] {script} never called backward(); nothing to check"
+                )
+            else:
+                console.print(
+                    f"[bold green]gradcheck:[/] no gradient problems in {script} ({steps_text})"
+                )
+        _render_notes(report, console, quiet)
+        return
+    n = len(findings)
+    console.print()
+    console.print(
+        f"[bold]gradcheck:[/] {n} finding{'s' if n != 1 else ''} in {script} ({steps_text})"
+    )
+    console.print()
+    for f in findings:
+        _render_finding(console, f, verbose)
+        console.print()
+    if not quiet and report.steps:
+        first = report.steps[0]
+        counts: dict[str, int] = {}
+        for c in first.checked:
+            counts[c.state] = counts.get(c.state, 0) + 1
+        if counts:
+            parts = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+            console.print(f"[dim]first checked backward: {parts}[/]")
+    _render_notes(report, console, quiet)
+
+
+def _render_notes(report: Report, console: Console, quiet: bool) -> None:
+    if quiet:
+        return
+    for note in report.notes:
+        console.print(f"[dim]note: {escape(note)}[/]")
+    if report.script.stopped_early:
+        console.print("[dim]note: the script was stopped early by stop_after[/]")
+
+
+def to_json(report: Report) -> str:
+    return json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n"
+
+
+def write_atomic(path: str, text: str) -> None:
+    """Write via a temp file in the same directory and rename: readers never see half a report."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".gradcheck-", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def load_json(path: str) -> Report:
+    with open(path, encoding="utf-8") as f:
+        data: dict[str, Any] = json.load(f)
+    return Report.from_dict(data)

@@ -1,0 +1,428 @@
+"""The engine: installs the instrumentation, checks each backward, builds the :class:`Report`.
+
+``with gradcheck_cli.watch() as session: ...`` works anywhere (a notebook, a pytest fixture, a
+training framework's callback); ``gradcheck run`` wraps the script's execution in the same thing.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import sys
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+
+from gradcheck_cli import __version__
+from gradcheck_cli import model as m
+from gradcheck_cli.config import Config
+from gradcheck_cli.diagnose import (
+    Context,
+    Raw,
+    diagnose,
+    leaves_under,
+    not_differentiable_note,
+    walk_graph,
+)
+from gradcheck_cli.naming import Names, build_names, frame_namespaces
+from gradcheck_cli.patches import PatchSet, install
+from gradcheck_cli.rules import rule_for
+from gradcheck_cli.sites import CallSite, Site, capture, display_path, nearest_user_frame
+from gradcheck_cli.tracking import CutTracker, Tracker
+
+_TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__)) + os.sep
+_GRADCHECK_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_MAX_STEP_RECORDS = 20
+_MAX_STEP_INDICES = 100
+# A `.grad` read that only tests for None is not a sign the user expected a gradient there.
+_NONE_TEST = re.compile(
+    r"\.grad\s+is\s+(not\s+)?None|\.grad\s*(==|!=)\s*None|if\s+[\w.\[\]]+\.grad\s*(:|and|or)"
+)
+_NOT_DIFFERENTIABLE = ("does not require grad", "does not have a grad_fn")
+_UNUSED_INPUT = "appears to not have been used in the graph"
+
+
+def _model_site(where: CallSite | Site | None) -> m.Site | None:
+    site = where.site if isinstance(where, CallSite) else where
+    if site is None:
+        return None
+    return m.Site(display_path(site.file), site.line, site.function, site.code)
+
+
+def _model_stack(where: CallSite | Site | None) -> list[m.Site]:
+    if isinstance(where, CallSite):
+        stack = [s for s in (_model_site(x) for x in where.stack) if s is not None]
+        if where.via is not None:
+            via = _model_site(where.via)
+            if via is not None:
+                stack.insert(1, via)
+        return stack
+    s = _model_site(where)
+    return [s] if s is not None else []
+
+
+class Session:
+    """One instrumented run. ``start()``/``stop()`` (or ``with``) install and restore everything."""
+
+    def __init__(self, config: Config | None = None) -> None:
+        self.config = config or Config()
+        self.tracker = Tracker()
+        self.mode = CutTracker(self.tracker)
+        self.patches = PatchSet()
+        self.pid = os.getpid()
+        self._active = False
+        self._in_backward = False
+        self._ran: dict[int, nn.Module] = {}
+        self._optimizers: list[weakref.ref[torch.optim.Optimizer]] = []
+        self._names: Names | None = None
+        self.backward_calls = 0
+        self.steps_checked = 0
+        self.steps: list[m.Step] = []
+        self.findings: dict[tuple[Any, ...], m.Finding] = {}
+        self.notes: list[str] = []
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> Session:
+        install(self, self.patches)
+        self.mode.__enter__()
+        self._active = True
+        return self
+
+    def stop(self) -> None:
+        if not self._active:
+            return
+        self._active = False
+        try:
+            self.mode.__exit__(None, None, None)
+        finally:
+            self.patches.restore()
+        self._process_grad_reads()
+        self._note_jit()
+
+    def __enter__(self) -> Session:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- Engine protocol (called by the patches) -------------------------------------------------
+
+    def module_ran(self, module: nn.Module) -> None:
+        if not self._in_backward:
+            self._ran[id(module)] = module
+
+    def optimizer_created(self, optimizer: torch.optim.Optimizer) -> None:
+        self._optimizers.append(weakref.ref(optimizer))
+
+    def run_backward(
+        self, api: str, call: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        if self._in_backward or not self._active or os.getpid() != self.pid:
+            return call(*args, **kwargs)
+        caller = sys._getframe(2)
+        if caller.f_code.co_filename.startswith(_TORCH_DIR):
+            return call(*args, **kwargs)  # torch calling autograd itself (e.g. checkpointing)
+        index = self.backward_calls
+        self.backward_calls += 1
+        tr = self.tracker
+        self._in_backward = True
+        tr.suspended = True
+        try:
+            if not self.config.checks_step(index):
+                return call(*args, **kwargs)
+            return self._checked_backward(index, api, call, args, kwargs)
+        finally:
+            self._in_backward = False
+            tr.suspended = False
+            tr.backward_calls = self.backward_calls
+            tr.new_generation()
+            self._ran.clear()
+
+    # -- the check -------------------------------------------------------------------------------
+
+    def _checked_backward(
+        self, index: int, api: str, call: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        self.steps_checked += 1
+        losses, inputs = _split_args(api, args, kwargs)
+        where = capture()
+        walk = walk_graph([t.grad_fn for t in losses])
+        for t in losses:
+            if t.grad_fn is None and t.requires_grad:
+                walk.leaves[id(t)] = t
+        tags: frozenset[int] = frozenset()
+        for t in losses:
+            tags |= self.tracker.tags.get(t) or frozenset()
+        loss_cuts = self.tracker.tags_of(tags)
+        names = self._build_names()
+        step = m.Step(index, api, _model_site(where), _loss_info(losses[0]) if losses else None)
+        try:
+            result = call(*args, **kwargs)
+        except RuntimeError as e:
+            text = str(e)
+            if any(s in text for s in _NOT_DIFFERENTIABLE):
+                self._not_differentiable(e, index, names, loss_cuts, where)
+            elif _UNUSED_INPUT in text and inputs:
+                self._check(index, api, losses, inputs, walk, names, loss_cuts, where, step, exc=e)
+            self._record_step(step)
+            raise
+        self._check(index, api, losses, inputs, walk, names, loss_cuts, where, step)
+        self._record_step(step)
+        return result
+
+    def _check(
+        self,
+        index: int,
+        api: str,
+        losses: list[torch.Tensor],
+        inputs: list[torch.Tensor] | None,
+        walk: Any,
+        names: Names,
+        loss_cuts: list[Any],
+        where: CallSite | None,
+        step: m.Step,
+        exc: BaseException | None = None,
+    ) -> None:
+        ctx = Context(
+            api=api,
+            losses=losses,
+            walk=walk,
+            names=names,
+            loss_cuts=loss_cuts,
+            tracker=self.tracker,
+            ran_modules=set(self._ran),
+            optimizer_groups=self._optimizer_groups(),
+            explicit_inputs=inputs,
+            backward_site=where,
+        )
+        result = diagnose(ctx)
+        record_norms = len(self.steps) < _MAX_STEP_RECORDS
+        for name, state, t in result.checked:
+            norm = None
+            if record_norms and state == "ok" and t is not None and t.grad is not None:
+                norm = float(t.grad.detach().norm())
+                if norm <= self.config.zero_atol:
+                    state = "zero"
+            step.checked.append(m.Checked(name, state, norm))
+        for raw in result.findings:
+            finding = self._add(raw, index)
+            if exc is not None:
+                exc.add_note(
+                    f"gradcheck: {', '.join(raw.names)}: {raw.message} ({finding.site.display if finding.site else 'unknown site'})"
+                )
+
+    def _not_differentiable(
+        self, exc: RuntimeError, index: int, names: Names, cuts: list[Any], where: CallSite | None
+    ) -> None:
+        frozen_site = None
+        if not cuts:
+            for root in names.roots:
+                for p in root.module.parameters():
+                    site = self.tracker.rg_off.get(p)
+                    if site is not None:
+                        frozen_site = site
+                        break
+                if frozen_site is not None:
+                    break
+        site, text = not_differentiable_note(cuts, frozen_site)
+        cut_names: list[str] = []
+        for cut in cuts[:1]:
+            for key, t in leaves_under(cut.roots.values()).items():
+                name = names.name_of(t)
+                if name is not None and key not in {id(x) for x in ()}:
+                    cut_names.append(name)
+        raw = Raw("loss_not_differentiable", site or where, cut_names, text, grad_state="raised")
+        finding = self._add(raw, index)
+        loc = f" at {finding.site.display}: `{finding.site.code}`" if finding.site else ""
+        exc.add_note(f"gradcheck: {text}{loc}")
+
+    def _add(self, raw: Raw, index: int) -> m.Finding:
+        rule = rule_for(raw.kind)
+        site = _model_site(raw.where)
+        key = (raw.kind, site.file if site else None, site.line if site else None)
+        finding = self.findings.get(key)
+        if finding is None:
+            finding = m.Finding(
+                id=rule.id,
+                kind=raw.kind,
+                severity=raw.severity or rule.severity,
+                grad_state=raw.grad_state,
+                parameters=[],
+                site=site,
+                stack=_model_stack(raw.where),
+                steps=[],
+                message=raw.message,
+                hint=rule.hint,
+            )
+            self.findings[key] = finding
+        for name in raw.names:
+            if name not in finding.parameters:
+                finding.parameters.append(name)
+        if index >= 0 and index not in finding.steps and len(finding.steps) < _MAX_STEP_INDICES:
+            finding.steps.append(index)
+        return finding
+
+    def _record_step(self, step: m.Step) -> None:
+        if len(self.steps) < _MAX_STEP_RECORDS:
+            self.steps.append(step)
+
+    def _build_names(self) -> Names:
+        frame = nearest_user_frame()
+        main = sys.modules.get("__main__")
+        main_globals = vars(main) if main is not None else None
+        names = build_names(frame_namespaces(frame, main_globals), self._ran.values())
+        del frame
+        self._names = names
+        return names
+
+    def _optimizer_groups(self) -> list[set[int]]:
+        groups: list[set[int]] = []
+        alive = []
+        for ref in self._optimizers:
+            opt = ref()
+            if opt is None:
+                continue
+            alive.append(ref)
+            groups.append({id(p) for g in opt.param_groups for p in g["params"]})
+        self._optimizers = alive
+        return groups
+
+    # -- after the run ---------------------------------------------------------------------------
+
+    def _process_grad_reads(self) -> None:
+        """The user read ``.grad`` and got None: say why, if we can."""
+        reads = self.tracker.grad_reads
+        if not reads:
+            return
+        names = self._names
+        main = sys.modules.get("__main__")
+        fallback = build_names([vars(main)] if main is not None else [])
+        seen: set[int] = set()
+        for t, where in reads:
+            if id(t) in seen or _NONE_TEST.search(where.site.code):
+                continue
+            seen.add(id(t))
+            name = (
+                (names.name_of(t) if names else None)
+                or fallback.name_of(t)
+                or f"<tensor {tuple(t.shape)}>"
+            )
+            if not t.requires_grad:
+                off = self.tracker.rg_off.get(t)
+                site = off or self.tracker.born.get(t) or where
+                frozen = [name]
+                if off is not None and names is not None:
+                    # Everything the same line froze is part of the same finding.
+                    frozen += [
+                        n
+                        for key, n in names.param_name.items()
+                        if n != name and self.tracker.rg_off.get(names.tensor(key)) is off
+                    ]
+                self._add(
+                    Raw(
+                        "requires_grad_false",
+                        site,
+                        frozen,
+                        f"`.grad` was read at {where.site.display} but the tensor does not require grad",
+                    ),
+                    -1,
+                )
+            elif t.grad_fn is not None:
+                site = self.tracker.made_from.get(t) or where
+                self._add(
+                    Raw(
+                        "non_leaf",
+                        site,
+                        [name],
+                        f"`.grad` was read at {where.site.display}, but the tensor is not a leaf: its gradient goes to the tensor it was made from",
+                    ),
+                    -1,
+                )
+        reads.clear()
+
+    def _note_jit(self) -> None:
+        if os.environ.get("PYTORCH_JIT", "1") != "0" and any(
+            type(mod).__name__.startswith("Recursive") for mod in self._ran.values()
+        ):
+            self.notes.append(
+                "operations inside torch.jit.script code are not visible to gradcheck; run with PYTORCH_JIT=0 to see them"
+            )
+
+    def build_report(self, script: m.ScriptInfo) -> m.Report:
+        return m.Report(
+            tool={"name": "gradcheck", "version": __version__},
+            environment={
+                "python": platform.python_version(),
+                "torch": torch.__version__,
+                "platform": platform.platform(),
+            },
+            script=script,
+            config=self.config.to_dict(),
+            steps=list(self.steps),
+            findings=sorted(self.findings.values(), key=_finding_order),
+            notes=list(self.notes),
+            steps_seen=self.backward_calls,
+            steps_checked=self.steps_checked,
+        )
+
+
+_SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
+
+
+def _finding_order(f: m.Finding) -> tuple[int, int, str, int]:
+    return (
+        _SEVERITY_ORDER.get(f.severity, 3),
+        f.steps[0] if f.steps else 1 << 30,
+        f.site.file if f.site else "",
+        f.site.line if f.site else 0,
+    )
+
+
+def _as_list(x: Any) -> list[torch.Tensor]:
+    if x is None:
+        return []
+    if isinstance(x, torch.Tensor):
+        return [x]
+    return [t for t in x if isinstance(t, torch.Tensor)]
+
+
+def _split_args(
+    api: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
+    """(loss tensors, explicit inputs or None) for each backward entry point."""
+    if api == "Tensor.backward":
+        inputs = kwargs.get("inputs", args[4] if len(args) > 4 else None)
+        return [args[0]], (_as_list(inputs) or None)
+    if api == "torch.autograd.backward":
+        tensors = kwargs.get("tensors", args[0] if args else None)
+        inputs = kwargs.get("inputs", args[5] if len(args) > 5 else None)
+        return _as_list(tensors), (_as_list(inputs) or None)
+    outputs = kwargs.get("outputs", args[0] if args else None)
+    inputs = kwargs.get("inputs", args[1] if len(args) > 1 else None)
+    return _as_list(outputs), _as_list(inputs)
+
+
+def _loss_info(t: torch.Tensor) -> m.LossInfo:
+    return m.LossInfo(
+        list(t.shape),
+        str(t.dtype).replace("torch.", ""),
+        bool(t.requires_grad),
+        type(t.grad_fn).__name__ if t.grad_fn is not None else None,
+    )
+
+
+@contextmanager
+def watch(config: Config | None = None) -> Iterator[Session]:
+    """Instrument the code in the ``with`` block; ``session.build_report(...)`` afterwards."""
+    session = Session(config)
+    session.start()
+    try:
+        yield session
+    finally:
+        session.stop()

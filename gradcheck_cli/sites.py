@@ -1,0 +1,176 @@
+"""Call sites: whose code is a frame (the user's, or a library's), and cheap stack capture.
+
+Blame goes to the user's own code only. A file is *library* code when it lives in the standard
+library, in site-/dist-packages, inside torch or gradcheck, or is a frozen/generated module; anything
+else (the script, a project imported through PYTHONPATH, an editable install) is *user* code. The
+answer is cached per file name, and stacks are captured by walking ``sys._getframe()`` — source text
+is read lazily through ``linecache`` only when a site is reported (``inspect.stack()`` would read
+every file of every frame on each call).
+"""
+
+from __future__ import annotations
+
+import linecache
+import os
+import sys
+import sysconfig
+import types
+from dataclasses import dataclass
+
+_GRADCHECK_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _library_roots() -> tuple[str, ...]:
+    roots: set[str] = {_GRADCHECK_DIR + os.sep}
+    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+        p = sysconfig.get_paths().get(key)
+        if p:
+            roots.add(os.path.realpath(p) + os.sep)
+            roots.add(os.path.abspath(p) + os.sep)
+    for p in (sys.prefix, sys.base_prefix, sys.exec_prefix):
+        roots.add(os.path.join(os.path.abspath(p), "lib") + os.sep)
+    try:
+        import torch
+
+        roots.add(os.path.dirname(os.path.abspath(torch.__file__)) + os.sep)
+    except Exception:  # pragma: no cover - torch is a dependency
+        pass
+    return tuple(sorted(roots))
+
+
+_LIBRARY_ROOTS = _library_roots()
+# The launcher that started us (the `gradcheck` console script in a venv's bin/) is not user code.
+_LAUNCHERS = {os.path.abspath(sys.argv[0])} if sys.argv and sys.argv[0] else set()
+_BIN_DIRS = tuple(
+    {os.path.join(os.path.abspath(p), "bin") + os.sep for p in (sys.prefix, sys.exec_prefix)}
+)
+_is_user_cache: dict[str, bool] = {}
+
+
+def is_user_file(filename: str) -> bool:
+    """True when ``filename`` is the user's own code (see the module docstring)."""
+    cached = _is_user_cache.get(filename)
+    if cached is not None:
+        return cached
+    if filename.startswith("<"):
+        # <frozen ...>, <string> from torch's codegen, <__array_function__ ...>: not the user's.
+        # Interactive/notebook cells (<stdin>, <ipython-input-...>) are.
+        result = filename.startswith(("<stdin>", "<ipython-input"))
+    elif "site-packages" in filename or "dist-packages" in filename:
+        result = False
+    else:
+        path = os.path.abspath(filename)
+        result = not (
+            path.startswith(_LIBRARY_ROOTS) or path.startswith(_BIN_DIRS) or path in _LAUNCHERS
+        )
+    _is_user_cache[filename] = result
+    return result
+
+
+def is_user_code(code: types.CodeType) -> bool:
+    return is_user_file(code.co_filename)
+
+
+def display_path(filename: str) -> str:
+    """The path as the user would type it: relative to the cwd when under it."""
+    try:
+        rel = os.path.relpath(filename)
+    except ValueError:
+        return filename
+    return filename if rel.startswith(os.pardir) else rel
+
+
+@dataclass(frozen=True)
+class Site:
+    """One frame: file, line, function. ``code`` (the source line) is looked up on demand."""
+
+    file: str
+    line: int
+    function: str
+
+    @property
+    def code(self) -> str:
+        return linecache.getline(self.file, self.line).strip()
+
+    @property
+    def display(self) -> str:
+        return f"{display_path(self.file)}:{self.line}"
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "file": display_path(self.file),
+            "line": self.line,
+            "function": self.function,
+            "code": self.code,
+        }
+
+
+def frame_site(frame: types.FrameType) -> Site:
+    return Site(frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name)
+
+
+@dataclass(frozen=True)
+class CallSite:
+    """Where an event happened: the user's frame it is blamed on and the user part of the stack.
+
+    ``library`` is true when the immediate caller was library code (torch, a training framework):
+    the site is then the nearest user frame, and ``via`` names the library frame in between.
+    """
+
+    site: Site
+    stack: tuple[Site, ...]
+    library: bool = False
+    via: Site | None = None
+
+
+_MAX_STACK = 6
+
+
+def _first_foreign_frame() -> types.FrameType | None:
+    """The first frame on the stack that is not gradcheck's own: the immediate caller of a hook."""
+    frame: types.FrameType | None = sys._getframe(2)
+    while frame is not None and frame.f_code.co_filename.startswith(_GRADCHECK_DIR):
+        frame = frame.f_back
+    return frame
+
+
+def capture() -> CallSite | None:
+    """The call site of whatever called into gradcheck (a patched function, a torch op).
+
+    The immediate caller is the first frame outside gradcheck; when it is library code the site is
+    the nearest user frame further up, and ``via`` names the library frame. Returns None when no
+    frame of the stack is user code (e.g. torch calling itself at import time).
+    """
+    frame = _first_foreign_frame()
+    if frame is None:
+        return None
+    library = not is_user_file(frame.f_code.co_filename)
+    via = None
+    while frame is not None and not is_user_file(frame.f_code.co_filename):
+        via = frame
+        frame = frame.f_back
+    if frame is None:
+        return None
+    first = frame_site(frame)
+    stack = [first]
+    frame = frame.f_back
+    while frame is not None and len(stack) < _MAX_STACK:
+        if is_user_file(frame.f_code.co_filename):
+            stack.append(frame_site(frame))
+        frame = frame.f_back
+    return CallSite(
+        first, tuple(stack), library=library, via=frame_site(via) if via is not None else None
+    )
+
+
+def caller_is_user() -> bool:
+    """Whether whatever called into gradcheck is user code (not torch, not a library)."""
+    frame = _first_foreign_frame()
+    return frame is not None and is_user_file(frame.f_code.co_filename)
+
+
+def nearest_user_frame() -> types.FrameType | None:
+    frame = _first_foreign_frame()
+    while frame is not None and not is_user_file(frame.f_code.co_filename):
+        frame = frame.f_back
+    return frame

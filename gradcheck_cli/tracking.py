@@ -1,0 +1,615 @@
+"""Cut tracking: which places in the user's code took a value out of the autograd graph.
+
+A :class:`CutTracker` (a ``TorchFunctionMode``) sees every torch call of the main thread. The rule
+(DESIGN "Cut tracking"): *an op whose inputs include a tensor that requires grad but whose tensor
+output does not* is a **cut**. Under grad mode that is ``detach``, ``.data``, ``argmax``, a
+comparison, an integer cast, ``torch.tensor(t)``; under ``no_grad`` / ``inference_mode`` every op on
+a requires-grad input is one, blamed on the ``with`` line. Each output downstream of a cut is tagged
+with the cut's id, so at ``backward()`` the loss says which cuts fed it, and each cut remembers its
+*roots* (the graph nodes or leaves it cut off) so the diagnosis can tell which parameters it starved.
+
+Per-tensor data lives in side tables keyed by ``id()`` with a weakref callback, never in tensor
+attributes: attributes are pickled by ``torch.save`` and would make the user's checkpoints unloadable
+with ``weights_only=True``. Cuts are deduplicated by site and dropped after each checked backward, so
+memory does not grow with the step count.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.overrides import TorchFunctionMode
+
+from gradcheck_cli.sites import CallSite, caller_is_user, capture
+
+TB = torch._C.TensorBase
+Tensor = torch.Tensor
+
+_MAX_ROOTS = 256
+_MAX_ESCAPES = 4096
+
+
+class IdTable:
+    """Side data for tensors keyed by ``id()``; an entry vanishes when its tensor is freed."""
+
+    __slots__ = ("_d",)
+
+    def __init__(self) -> None:
+        self._d: dict[int, tuple[weakref.ref[Any], Any]] = {}
+
+    def get(self, t: object) -> Any:
+        e = self._d.get(id(t))
+        if e is not None and e[0]() is t:
+            return e[1]
+        return None
+
+    def set(self, t: object, value: Any) -> None:
+        d = self._d
+        k = id(t)
+        e = d.get(k)
+        if e is not None and e[0]() is t:
+            d[k] = (e[0], value)
+            return
+
+        def gone(ref: weakref.ref[Any], k: int = k, d: dict[int, Any] = d) -> None:
+            cur = d.get(k)
+            if cur is not None and cur[0] is ref:
+                del d[k]
+
+        d[k] = (weakref.ref(t, gone), value)
+
+    def discard(self, t: object) -> None:
+        e = self._d.get(id(t))
+        if e is not None and e[0]() is t:
+            del self._d[id(t)]
+
+    def clear(self) -> None:
+        self._d.clear()
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+
+@dataclass(eq=False)
+class Cut:
+    """One place where values left the graph. ``roots``: what was cut off (leaves or grad_fn nodes)."""
+
+    id: int
+    kind: str
+    where: CallSite
+    op: str
+    roots: dict[int, Any] = field(default_factory=dict)
+    origin: Cut | None = None  # for a round trip: the .item()/.numpy() escape it re-entered from
+
+    def add_roots(self, tensors: list[Tensor]) -> None:
+        roots = self.roots
+        for t in tensors:
+            if len(roots) >= _MAX_ROOTS:
+                return
+            node = t.grad_fn
+            obj = node if node is not None else t
+            roots.setdefault(id(obj), obj)
+
+
+@dataclass
+class Region:
+    """An active grad-mode change (``with torch.no_grad():``, a decorator, a plain call)."""
+
+    kind: str  # no_grad | enable_grad | set_grad_enabled | inference_mode
+    enabled: bool  # grad mode inside the region
+    where: CallSite | None
+    token: Any  # the context-manager object (or a weakref to it for plain calls)
+    plain: bool = False
+
+
+def _op_name(func: Any) -> str:
+    name = getattr(func, "__name__", None) or repr(func)
+    owner = getattr(func, "__objclass__", None) or getattr(func, "__self__", None)
+    if name in ("__get__", "__set__"):
+        return "." + str(getattr(owner, "__name__", "attribute"))
+    if isinstance(owner, type) and owner.__name__ == "TensorBase":
+        return f"Tensor.{name}"
+    return f"torch.{name}"
+
+
+class Tracker:
+    """All runtime state of the instrumentation (one per :class:`~gradcheck_cli.session.Session`)."""
+
+    def __init__(self) -> None:
+        self.tags = IdTable()  # tensor -> frozenset of cut ids upstream of it
+        self.born = IdTable()  # tensor -> CallSite of the user factory call that created it
+        self.rg_off = IdTable()  # tensor -> CallSite where requires_grad was turned off
+        self.made_from = (
+            IdTable()
+        )  # non-leaf tensor -> CallSite of the op that made it from a user leaf
+        self.cuts: dict[int, Cut] = {}
+        self._cut_by_key: dict[tuple[Any, ...], Cut] = {}
+        self._next_id = 1
+        self.float_escapes: dict[int, tuple[object, int]] = {}
+        self.array_escapes: dict[int, int] = {}
+        self._local = threading.local()
+        self.suspended = False  # True while we run our own code or autograd runs backward
+        self.grad_reads: list[tuple[Tensor, CallSite]] = []
+        self.backward_calls = 0
+
+    # -- regions ---------------------------------------------------------------------------------
+
+    @property
+    def regions(self) -> list[Region]:
+        stack = getattr(self._local, "regions", None)
+        if stack is None:
+            stack = self._local.regions = []
+        return stack
+
+    def push_region(self, region: Region) -> None:
+        stack = self.regions
+        if region.kind == "set_grad_enabled":
+            # A plain `torch.set_grad_enabled(x)` call stays in force until overridden: drop the
+            # earlier plain calls it overrides so the stack stays bounded.
+            while stack and stack[-1].plain and stack[-1].kind == "set_grad_enabled":
+                stack.pop()
+        stack.append(region)
+
+    def pop_region(self, token: Any) -> None:
+        stack = self.regions
+        for i in range(len(stack) - 1, -1, -1):
+            if stack[i].token is token:
+                del stack[i:]
+                return
+
+    def mark_plain(self, token: Any) -> None:
+        for r in self.regions:
+            if r.token is token:
+                r.plain = True
+
+    def active_off_region(self) -> Region | None:
+        for r in reversed(self.regions):
+            if not r.enabled:
+                return r
+            return None
+        return None
+
+    # -- cuts ------------------------------------------------------------------------------------
+
+    def cut_at(self, kind: str, where: CallSite, op: str, origin: Cut | None = None) -> Cut:
+        key = (kind, where.site, op, origin.id if origin else 0)
+        cut = self._cut_by_key.get(key)
+        if cut is None:
+            cut = Cut(self._next_id, kind, where, op, origin=origin)
+            self._next_id += 1
+            self.cuts[cut.id] = cut
+            self._cut_by_key[key] = cut
+        return cut
+
+    def region_cut(self, region: Region | None, op: str) -> Cut | None:
+        if region is None:
+            where = capture()
+            if where is None:
+                return None
+            return self.cut_at("set_grad_enabled", where, op)
+        if region.where is None:
+            return None
+        kind = "inference_mode" if region.kind == "inference_mode" else region.kind
+        if kind not in ("no_grad", "inference_mode", "set_grad_enabled"):
+            kind = "no_grad"
+        return self.cut_at(kind, region.where, "region")
+
+    def tags_of(self, cut_ids: frozenset[int] | None) -> list[Cut]:
+        if not cut_ids:
+            return []
+        return [self.cuts[i] for i in sorted(cut_ids) if i in self.cuts]
+
+    def new_generation(self) -> None:
+        """Forget cuts and escapes after a checked backward (bounded memory)."""
+        self.cuts.clear()
+        self._cut_by_key.clear()
+        self.float_escapes.clear()
+        self.array_escapes.clear()
+
+    def remember_float(self, value: object, cut: Cut) -> None:
+        esc = self.float_escapes
+        if len(esc) >= _MAX_ESCAPES:
+            del esc[next(iter(esc))]
+        esc[id(value)] = (value, cut.id)
+
+    def remember_array(self, array: Any, cut: Cut) -> None:
+        try:
+            ptr = array.__array_interface__["data"][0]
+        except Exception:
+            return
+        esc = self.array_escapes
+        if len(esc) >= _MAX_ESCAPES:
+            del esc[next(iter(esc))]
+        esc[ptr] = cut.id
+
+    def escape_of(self, data: object) -> Cut | None:
+        """The escape cut that ``data`` (a float, list of floats or ndarray) came out of, if any."""
+        if type(data) is float:
+            e = self.float_escapes.get(id(data))
+            if e is not None and e[0] is data:
+                return self.cuts.get(e[1])
+            return None
+        if type(data) in (list, tuple):
+            for item in data[:64]:
+                c = self.escape_of(item)
+                if c is not None:
+                    return c
+            return None
+        if self.array_escapes and hasattr(data, "__array_interface__"):
+            try:
+                ptr = data.__array_interface__["data"][0]  # type: ignore[attr-defined]
+            except Exception:
+                return None
+            cid = self.array_escapes.get(ptr)
+            return self.cuts.get(cid) if cid is not None else None
+        return None
+
+    # -- tagging ---------------------------------------------------------------------------------
+
+    def tag_outputs(self, out: Any, tags: frozenset[int]) -> None:
+        if isinstance(out, Tensor):
+            old = self.tags.get(out)
+            self.tags.set(out, tags if old is None else old | tags)
+        elif type(out) in (tuple, list):
+            for o in out:
+                if isinstance(o, Tensor):
+                    old = self.tags.get(o)
+                    self.tags.set(o, tags if old is None else old | tags)
+
+
+def _inputs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Tensor]:
+    found: list[Tensor] = []
+    for a in args:
+        if isinstance(a, Tensor):
+            found.append(a)
+        elif type(a) in (list, tuple):
+            found.extend(b for b in a if isinstance(b, Tensor))
+    for a in kwargs.values():
+        if isinstance(a, Tensor):
+            found.append(a)
+    return found
+
+
+# Metadata getters and autograd plumbing: never cuts, never carry values.
+_PASSTHROUGH: set[Any] = {
+    TB.requires_grad.__get__,
+    TB.grad_fn.__get__,
+    TB._base.__get__,
+    TB.is_leaf.__get__,
+    TB.shape.__get__,
+    TB.dtype.__get__,
+    TB.device.__get__,
+    TB.ndim.__get__,
+    TB.size,
+    TB.dim,
+    TB.numel,
+    TB.__len__,
+    TB.retain_grad,
+    TB.data_ptr,
+    TB.is_contiguous,
+    TB.is_floating_point,
+    TB.element_size,
+    TB.stride,
+    Tensor.backward,
+    Tensor.register_hook,
+    Tensor.__repr__,
+    Tensor.__format__,
+    Tensor.__hash__,
+    Tensor.__reduce_ex__,
+    Tensor.__deepcopy__,
+    Tensor.__setstate__,
+}
+
+# Outputs that legitimately do not require grad although an input does: not cuts.
+_NOT_CUTS: set[Any] = {
+    torch.zeros_like,
+    torch.ones_like,
+    torch.empty_like,
+    torch.full_like,
+    torch.rand_like,
+    torch.randn_like,
+    torch.randint_like,
+    TB.new_zeros,
+    TB.new_ones,
+    TB.new_empty,
+    TB.new_full,
+    TB.new_tensor,
+    TB.requires_grad_,
+    TB.requires_grad.__set__,
+    TB.data.__set__,
+    TB.grad.__get__,
+    TB.grad.__set__,
+    torch.is_nonzero,
+    TB.__bool__,
+    TB.__index__,
+}
+
+_FACTORIES: set[Any] = {
+    torch.randn,
+    torch.rand,
+    torch.randint,
+    torch.zeros,
+    torch.ones,
+    torch.empty,
+    torch.full,
+    torch.arange,
+    torch.linspace,
+    torch.logspace,
+    torch.eye,
+    torch.normal,
+    torch.randperm,
+    torch.tensor,
+    torch.as_tensor,
+    torch.asarray,
+}
+
+_REWRAP = {torch.tensor, torch.as_tensor, torch.asarray, TB.new_tensor}
+
+Handler = Callable[["CutTracker", Any, tuple[Any, ...], dict[str, Any]], Any]
+
+
+class CutTracker(TorchFunctionMode):
+    """The TorchFunctionMode: tags outputs downstream of cuts and records the cuts' sites."""
+
+    def __init__(self, tracker: Tracker) -> None:
+        super().__init__()
+        self.tracker = tracker
+
+    def __torch_function__(
+        self,
+        func: Any,
+        types: Any,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:
+        if kwargs is None:
+            kwargs = {}
+        tr = self.tracker
+        if tr.suspended or func in _PASSTHROUGH:
+            return func(*args, **kwargs)
+        special = _SPECIAL.get(func)
+        if special is not None:
+            return special(self, func, args, kwargs)
+        out = func(*args, **kwargs)
+        tags_get = tr.tags.get
+        rg = False
+        tags: frozenset[int] | None = None
+        for a in args:
+            if isinstance(a, Tensor):
+                if a.requires_grad:
+                    rg = True
+                t = tags_get(a)
+                if t:
+                    tags = t if tags is None else tags | t
+            elif type(a) in (list, tuple):
+                for b in a:
+                    if isinstance(b, Tensor):
+                        if b.requires_grad:
+                            rg = True
+                        t = tags_get(b)
+                        if t:
+                            tags = t if tags is None else tags | t
+        if kwargs:
+            for a in kwargs.values():
+                if isinstance(a, Tensor):
+                    if a.requires_grad:
+                        rg = True
+                    t = tags_get(a)
+                    if t:
+                        tags = t if tags is None else tags | t
+        if rg:
+            cut = self._cut_for(func, args, kwargs, out)
+            if cut is not None:
+                tags = frozenset((cut.id,)) if tags is None else tags | {cut.id}
+            if len(tr.born):
+                self._note_non_leaf(args, out)
+        elif func in _FACTORIES:
+            self._note_birth(out)
+        if tags:
+            tr.tag_outputs(out, tags)
+        return out
+
+    def _cut_for(
+        self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any
+    ) -> Cut | None:
+        """The cut ``func`` made, if its tensor output(s) no longer require grad."""
+        if isinstance(out, Tensor):
+            if out.requires_grad:
+                return None
+        elif type(out) in (tuple, list):
+            if not any(isinstance(o, Tensor) and not o.requires_grad for o in out):
+                return None
+        else:
+            return None
+        if func in _NOT_CUTS:
+            return None
+        tr = self.tracker
+        if not torch.is_grad_enabled():
+            cut = tr.region_cut(tr.active_off_region(), _op_name(func))
+        else:
+            where = capture()
+            if where is None:
+                return None
+            kind = "rewrap_tensor" if func in _REWRAP else "nondifferentiable_op"
+            cut = tr.cut_at(kind, where, _op_name(func))
+        if cut is not None:
+            cut.add_roots([t for t in _inputs(args, kwargs) if t.requires_grad])
+        return cut
+
+    def _note_birth(self, out: Any) -> None:
+        if isinstance(out, Tensor) and caller_is_user():
+            where = capture()
+            if where is not None:
+                self.tracker.born.set(out, where)
+
+    def _note_non_leaf(self, args: tuple[Any, ...], out: Any) -> None:
+        """A user-created leaf turned into a non-leaf (``.to``, ``* 0.01``): remember where."""
+        if not isinstance(out, Tensor) or out.grad_fn is None:
+            return
+        born = self.tracker.born
+        for a in args:
+            if (
+                isinstance(a, Tensor)
+                and a.requires_grad
+                and a.grad_fn is None
+                and born.get(a) is not None
+            ):
+                where = capture()
+                if where is not None:
+                    self.tracker.made_from.set(out, where)
+                return
+
+
+# -- special handlers ------------------------------------------------------------------------------
+
+
+def _explicit_cut(kind: str) -> Handler:
+    def handler(mode: CutTracker, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        src = args[0] if args else None
+        rg = isinstance(src, Tensor) and src.requires_grad
+        out = func(*args, **kwargs)
+        tr = mode.tracker
+        tags = tr.tags.get(src) if isinstance(src, Tensor) else None
+        if rg:
+            where = capture()
+            if where is not None:
+                cut = tr.cut_at(kind, where, _op_name(func))
+                cut.add_roots([src])  # type: ignore[list-item]
+                tags = frozenset((cut.id,)) if tags is None else tags | {cut.id}
+        if tags:
+            tr.tag_outputs(out, tags)
+        return out
+
+    return handler
+
+
+def _requires_grad_set(
+    mode: CutTracker, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    t = args[0]
+    value = args[1] if len(args) > 1 else kwargs.get("requires_grad", True)
+    out = func(*args, **kwargs)
+    if isinstance(t, Tensor):
+        if value:
+            mode.tracker.rg_off.discard(t)
+        else:
+            where = capture()
+            if where is not None and mode.tracker.rg_off.get(t) is None:
+                mode.tracker.rg_off.set(t, where)
+    return out
+
+
+def _escape(kind: str) -> Handler:
+    """``.item()`` / ``.tolist()`` / ``float()`` / ``.numpy()``: values leave torch as Python/NumPy."""
+
+    def handler(mode: CutTracker, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        out = func(*args, **kwargs)
+        src = args[0] if args else None
+        if not isinstance(src, Tensor):
+            return out
+        tr = mode.tracker
+        upstream = tr.tags_of(tr.tags.get(src))
+        if not src.requires_grad and not upstream:
+            return out
+        where = capture()
+        if where is None:
+            return out
+        cut = tr.cut_at(kind, where, _op_name(func))
+        if src.requires_grad:
+            cut.add_roots([src])
+        for up in upstream:  # e.g. .detach().numpy(): the detach's roots travel with the array
+            for k, v in up.roots.items():
+                cut.roots.setdefault(k, v)
+        if kind == "numpy_roundtrip":
+            tr.remember_array(out, cut)
+        elif type(out) is float:
+            tr.remember_float(out, cut)
+        elif type(out) is list:
+            tr.remember_float(out, cut)
+            for v in out[:64]:
+                if type(v) is float:
+                    tr.remember_float(v, cut)
+        return out
+
+    return handler
+
+
+def _factory(mode: CutTracker, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``torch.tensor(data)`` and friends: a re-wrapped tensor, or a value re-entering the graph."""
+    out = func(*args, **kwargs)
+    data = (
+        args[1]
+        if func is TB.new_tensor and len(args) > 1
+        else (args[0] if args else kwargs.get("data"))
+    )
+    tr = mode.tracker
+    if isinstance(data, Tensor):
+        tags = tr.tags.get(data)
+        if data.requires_grad:
+            where = capture()
+            if where is not None:
+                cut = tr.cut_at("rewrap_tensor", where, _op_name(func))
+                cut.add_roots([data])
+                tags = frozenset((cut.id,)) if tags is None else tags | {cut.id}
+        if tags:
+            tr.tag_outputs(out, tags)
+        return out
+    escape = tr.escape_of(data) if (tr.float_escapes or tr.array_escapes) else None
+    if escape is not None:
+        where = capture()
+        if where is not None:
+            cut = tr.cut_at(escape.kind, where, _op_name(func), origin=escape)
+            cut.roots = escape.roots
+            tr.tag_outputs(out, frozenset((cut.id,)))
+    if func is not TB.new_tensor:
+        mode._note_birth(out)
+    return out
+
+
+def _grad_get(mode: CutTracker, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    out = func(*args, **kwargs)
+    tr = mode.tracker
+    if out is None and tr.backward_calls and caller_is_user():
+        where = capture()
+        if where is not None and len(tr.grad_reads) < 1024:
+            tr.grad_reads.append((args[0], where))
+    return out
+
+
+def from_numpy_hook(tracker: Tracker, array: Any, out: Tensor) -> None:
+    """Called by the ``torch.from_numpy`` patch (the mode cannot see that function)."""
+    if not tracker.array_escapes:
+        return
+    escape = tracker.escape_of(array)
+    if escape is None:
+        return
+    where = capture()
+    if where is None:
+        return
+    cut = tracker.cut_at(escape.kind, where, "torch.from_numpy", origin=escape)
+    cut.roots = escape.roots
+    tracker.tag_outputs(out, frozenset((cut.id,)))
+
+
+_SPECIAL: dict[Any, Handler] = {
+    TB.detach: _explicit_cut("detach"),
+    torch.detach: _explicit_cut("detach"),
+    TB.detach_: _explicit_cut("detach"),
+    TB.data.__get__: _explicit_cut("data_attr"),
+    TB.requires_grad.__set__: _requires_grad_set,
+    TB.requires_grad_: _requires_grad_set,
+    TB.item: _escape("python_scalar_roundtrip"),
+    TB.tolist: _escape("python_scalar_roundtrip"),
+    TB.__float__: _escape("python_scalar_roundtrip"),
+    TB.numpy: _escape("numpy_roundtrip"),
+    torch.tensor: _factory,
+    torch.as_tensor: _factory,
+    torch.asarray: _factory,
+    TB.new_tensor: _factory,
+    TB.grad.__get__: _grad_get,
+}
