@@ -52,6 +52,7 @@ class Names:
     )  # id(module) -> (root, path)
     leaves: dict[int, tuple[str, torch.Tensor]] = field(default_factory=dict)  # named plain leaves
     unregistered: dict[int, Unregistered] = field(default_factory=dict)
+    optimizers: list[torch.optim.Optimizer] = field(default_factory=list)  # found in scope
 
     def name_of(self, t: torch.Tensor) -> str | None:
         key = id(t)
@@ -97,7 +98,9 @@ def _scope_items(namespaces: Iterable[dict[str, Any]]) -> Iterator[tuple[str, An
                 except TypeError:
                     continue
                 for attr, inner in attrs[:200]:
-                    if not attr.startswith("_") and isinstance(inner, (nn.Module, torch.Tensor)):
+                    if not attr.startswith("_") and isinstance(
+                        inner, (nn.Module, torch.Tensor, torch.optim.Optimizer)
+                    ):
                         yield f"{name}.{attr}", inner
             elif type(value) in (list, tuple) and len(value) <= 64:
                 for i, inner in enumerate(value):
@@ -135,6 +138,10 @@ def build_names(namespaces: list[dict[str, Any]], extra_modules: Iterable[nn.Mod
                 candidates.append(Root(_display_name(name), value))
         elif isinstance(value, torch.Tensor) and id(value) not in names.leaves:
             names.leaves[id(value)] = (_display_name(name), value)
+        elif isinstance(value, torch.optim.Optimizer) and all(
+            o is not value for o in names.optimizers
+        ):
+            names.optimizers.append(value)
     for module in extra_modules:
         module = _strip_wrappers(module)
         if id(module) not in seen_modules:

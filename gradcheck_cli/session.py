@@ -6,10 +6,12 @@ training framework's callback); ``gradcheck run`` wraps the script's execution i
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import re
 import sys
+import warnings
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,6 +39,8 @@ from gradcheck_cli.tracking import CutTracker, Tracker
 
 _TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__)) + os.sep
 _GRADCHECK_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_OVERRIDES_SUFFIX = os.path.join("torch", "overrides.py")
+_COMPILE_HOOK_WARNING = r"Using `torch.compile\(module\)` when there are global hooks"
 _MAX_STEP_RECORDS = 20
 _MAX_STEP_INDICES = 100
 # A `.grad` read that only tests for None is not a sign the user expected a gradient there.
@@ -85,14 +89,43 @@ class Session:
         self.steps: list[m.Step] = []
         self.findings: dict[tuple[Any, ...], m.Finding] = {}
         self.notes: list[str] = []
+        self._jit_noted = False
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     def start(self) -> Session:
         install(self, self.patches)
+        self._showwarning = warnings.showwarning
+        warnings.showwarning = self._reattribute_warning
+        # torch.compile warns about global module hooks: those are ours, not the user's business.
+        warnings.filterwarnings("ignore", message=_COMPILE_HOOK_WARNING)
+        self._filter = warnings.filters[0]
         self.mode.__enter__()
         self._active = True
         return self
+
+    def _reattribute_warning(
+        self,
+        message: Any,
+        category: Any,
+        filename: str,
+        lineno: int,
+        file: Any = None,
+        line: Any = None,
+    ) -> None:
+        # A warning torch raises in C while our TorchFunctionMode is calling the op would name our
+        # handler's line; python would name the line that called the op. Point there instead.
+        if filename.startswith(_GRADCHECK_DIR) or filename.endswith(_OVERRIDES_SUFFIX):
+            frame = sys._getframe(1)
+            while frame is not None and (
+                frame.f_code.co_filename.startswith(_GRADCHECK_DIR)
+                or frame.f_code.co_filename.endswith(_OVERRIDES_SUFFIX)
+                or frame.f_globals.get("__name__") == "warnings"
+            ):
+                frame = frame.f_back  # type: ignore[assignment]
+            if frame is not None:
+                filename, lineno, line = frame.f_code.co_filename, frame.f_lineno, None
+        self._showwarning(message, category, filename, lineno, file, line)
 
     def stop(self) -> None:
         if not self._active:
@@ -102,8 +135,12 @@ class Session:
             self.mode.__exit__(None, None, None)
         finally:
             self.patches.restore()
+            if warnings.showwarning == self._reattribute_warning:
+                warnings.showwarning = self._showwarning
+            with contextlib.suppress(ValueError):
+                warnings.filters.remove(self._filter)
+                getattr(warnings, "_filters_mutated", lambda: None)()
         self._process_grad_reads()
-        self._note_jit()
 
     def __enter__(self) -> Session:
         return self.start()
@@ -197,7 +234,7 @@ class Session:
             loss_cuts=loss_cuts,
             tracker=self.tracker,
             ran_modules=set(self._ran),
-            optimizer_groups=self._optimizer_groups(),
+            optimizer_groups=self._optimizer_groups(names),
             explicit_inputs=inputs,
             backward_site=where,
         )
@@ -279,19 +316,15 @@ class Session:
         names = build_names(frame_namespaces(frame, main_globals), self._ran.values())
         del frame
         self._names = names
+        self._note_jit(names)
         return names
 
-    def _optimizer_groups(self) -> list[set[int]]:
-        groups: list[set[int]] = []
-        alive = []
-        for ref in self._optimizers:
-            opt = ref()
-            if opt is None:
-                continue
-            alive.append(ref)
-            groups.append({id(p) for g in opt.param_groups for p in g["params"]})
-        self._optimizers = alive
-        return groups
+    def _optimizer_groups(self, names: Names) -> list[set[int]]:
+        """Parameter ids of each optimizer: those built under watch, and any found in scope."""
+        self._optimizers = [ref for ref in self._optimizers if ref() is not None]
+        optimizers = [opt for opt in (ref() for ref in self._optimizers) if opt is not None]
+        optimizers += [opt for opt in names.optimizers if all(opt is not o for o in optimizers)]
+        return [{id(p) for g in opt.param_groups for p in g["params"]} for opt in optimizers]
 
     # -- after the run ---------------------------------------------------------------------------
 
@@ -346,13 +379,17 @@ class Session:
                 )
         reads.clear()
 
-    def _note_jit(self) -> None:
-        if os.environ.get("PYTORCH_JIT", "1") != "0" and any(
-            type(mod).__name__.startswith("Recursive") for mod in self._ran.values()
-        ):
-            self.notes.append(
-                "operations inside torch.jit.script code are not visible to gradcheck; run with PYTORCH_JIT=0 to see them"
-            )
+    def _note_jit(self, names: Names) -> None:
+        if self._jit_noted or os.environ.get("PYTORCH_JIT", "1") == "0":
+            return
+        for root in names.roots:
+            if any(isinstance(mod, torch.jit.ScriptModule) for mod in root.module.modules()):
+                self._jit_noted = True
+                self.notes.append(
+                    f"{root.name} contains torch.jit.script code: operations inside it are not visible to gradcheck "
+                    "(a cut there is reported without its line); run with PYTORCH_JIT=0 to see them"
+                )
+                return
 
     def build_report(self, script: m.ScriptInfo) -> m.Report:
         return m.Report(

@@ -1,0 +1,232 @@
+"""The engine in-process: exact patch restore, the Python API, and cases no sample script covers.
+
+The ``watch()`` API runs the same engine as ``gradcheck run``; these tests drive it directly, which
+keeps them fast, and check what a user sees in the report (kind, names, line).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+import gradcheck_cli
+from gradcheck_cli.model import Report, ScriptInfo
+
+ROOT = Path(__file__).resolve().parent.parent
+THIS = "tests/test_engine.py"
+
+
+def _line_of(fn: Callable[..., Any], marker: str) -> int:
+    """Line number (in this file) of the line of ``fn`` containing ``marker``."""
+    import inspect
+
+    lines, start = inspect.getsourcelines(fn)
+    for i, text in enumerate(lines):
+        if marker in text:
+            return start + i
+    raise AssertionError(marker)
+
+
+def _check(fn: Callable[[], None]) -> Report:
+    with gradcheck_cli.watch() as session:
+        fn()
+    return session.build_report(ScriptInfo(path=THIS, argv=[]))
+
+
+PATCHED = [
+    (torch.Tensor, "backward"),
+    (torch.autograd, "backward"),
+    (torch.autograd, "grad"),
+    (torch, "from_numpy"),
+    (torch.nn.Module, "requires_grad_"),
+    (torch.optim.Optimizer, "__init__"),
+    (torch.no_grad, "__enter__"),
+    (torch.no_grad, "__exit__"),
+    (torch.enable_grad, "__enter__"),
+    (torch.enable_grad, "__exit__"),
+    (torch.inference_mode, "__enter__"),
+    (torch.inference_mode, "__exit__"),
+    (torch.set_grad_enabled, "__init__"),
+    (torch.set_grad_enabled, "__enter__"),
+    (torch.set_grad_enabled, "__exit__"),
+    (torch.set_grad_enabled, "__call__"),
+]
+
+
+def test_patches_are_installed_and_restored_exactly() -> None:
+    before = {(id(o), n): (n in vars(o), vars(o).get(n)) for o, n in PATCHED}
+    hooks_before = len(torch.nn.modules.module._global_forward_pre_hooks)
+    modes_before = torch._C._len_torch_function_stack()
+    with gradcheck_cli.watch():
+        for owner, name in PATCHED:
+            assert vars(owner).get(name) is not before[(id(owner), name)][1], (
+                f"{owner}.{name} not patched"
+            )
+        assert torch._C._len_torch_function_stack() == modes_before + 1
+    after = {(id(o), n): (n in vars(o), vars(o).get(n)) for o, n in PATCHED}
+    for key, (had, obj) in before.items():
+        assert after[key][0] == had
+        assert after[key][1] is obj
+    assert len(torch.nn.modules.module._global_forward_pre_hooks) == hooks_before
+    assert torch._C._len_torch_function_stack() == modes_before
+    assert torch.is_grad_enabled()
+
+
+def test_no_grad_still_works_in_every_form_under_watch() -> None:
+    from torch import no_grad  # imported before nothing: the class itself is patched
+
+    w = torch.randn(3, requires_grad=True)
+
+    @no_grad()
+    def decorated() -> torch.Tensor:
+        return w * 2
+
+    with gradcheck_cli.watch():
+        with torch.no_grad():
+            assert not (w * 2).requires_grad
+        with no_grad():
+            assert not (w * 2).requires_grad
+        assert not decorated().requires_grad
+        torch.set_grad_enabled(False)
+        assert not (w * 2).requires_grad
+        torch.set_grad_enabled(True)
+        with torch.inference_mode():
+            assert not (w * 2).requires_grad
+        assert (w * 2).requires_grad
+
+
+def test_clean_two_layer_step_has_no_findings() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+    opt = torch.optim.Adam(model.parameters())
+
+    def step() -> None:
+        opt.zero_grad()
+        model(torch.randn(5, 4)).pow(2).mean().backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+
+    report = _check(step)
+    assert report.findings == []
+    assert report.steps_checked == 1
+    states = {c.name: c.state for c in report.steps[0].checked}
+    assert states == {
+        n: "ok" for n in ("model.0.weight", "model.0.bias", "model.2.weight", "model.2.bias")
+    }
+
+
+def test_detach_in_a_function_points_at_the_detach_line() -> None:
+    torch.manual_seed(0)
+    encoder, head = nn.Linear(4, 4), nn.Linear(4, 1)
+    opt = torch.optim.SGD([*encoder.parameters(), *head.parameters()], lr=0.1)
+
+    def step() -> None:
+        h = encoder(torch.randn(2, 4)).detach()  # cut
+        head(h).sum().backward()
+        opt.step()
+
+    report = _check(step)
+    (finding,) = report.findings
+    assert finding.kind == "detach"
+    assert sorted(finding.parameters) == ["encoder.bias", "encoder.weight"]
+    assert (finding.site.file, finding.site.line) == (THIS, _line_of(step, "# cut"))
+
+
+def test_separate_optimizers_do_not_make_a_detached_generator_expected() -> None:
+    torch.manual_seed(0)
+    gen, disc = nn.Linear(2, 2), nn.Linear(2, 1)
+    opt_d = torch.optim.SGD(disc.parameters(), lr=0.1)
+    torch.optim.SGD(gen.parameters(), lr=0.1)
+
+    def d_step() -> None:
+        fake = gen(torch.randn(3, 2)).detach()
+        disc(fake).mean().backward()
+        opt_d.step()
+
+    assert _check(d_step).findings == []
+
+
+def test_autograd_grad_inputs_are_the_expected_set() -> None:
+    torch.manual_seed(0)
+    a = torch.randn(3, requires_grad=True)
+    b = torch.randn(3, requires_grad=True)
+
+    def step() -> None:
+        c = b.detach()  # b cut
+        torch.autograd.grad((a * c).sum(), [a, b], allow_unused=True)
+
+    report = _check(step)
+    (finding,) = report.findings
+    assert finding.kind == "detach"
+    assert finding.parameters == ["b"]
+    assert finding.site.line == _line_of(step, "# b cut")
+
+
+def test_tags_live_in_side_tables_so_checkpoints_stay_loadable(tmp_path: Path) -> None:
+    model = nn.Linear(2, 2)
+
+    def step() -> None:
+        feats = model(torch.randn(1, 2)).detach()
+        model.weight.requires_grad_(False)
+        torch.save({"feats": feats, "state": model.state_dict()}, tmp_path / "ckpt.pt")
+
+    _check(step)
+    loaded = torch.load(tmp_path / "ckpt.pt")  # weights_only=True by default
+    assert set(loaded) == {"feats", "state"}
+
+
+def test_torch_warnings_name_the_users_line_not_ours() -> None:
+    w = torch.randn(3, requires_grad=True) * 2
+
+    def read() -> None:
+        _ = w.grad  # non-leaf read warns
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with gradcheck_cli.watch():
+            read()
+    (warning,) = [c for c in caught if "is not a leaf Tensor" in str(c.message)]
+    assert warning.filename == str(ROOT / THIS)
+    assert warning.lineno == _line_of(read, "# non-leaf read")
+
+
+@pytest.mark.parametrize(
+    ("script", "note"),
+    [
+        ("tests/fixtures/compiled_model.py", None),
+        ("tests/fixtures/scripted_model.py", "torch.jit.script"),
+    ],
+)
+def test_compiled_and_scripted_models_still_run(
+    script: str, note: str | None, tmp_path: Path
+) -> None:
+    report_path = tmp_path / "r.json"
+    plain = subprocess.run(
+        [sys.executable, script], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "gradcheck_cli", "run", "--json", str(report_path), script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == plain.stdout
+    assert (
+        "global hooks" not in run.stderr
+    )  # torch.compile's warning about our hook is ours to hide
+    report = Report.from_dict(__import__("json").loads(report_path.read_text()))
+    assert report.findings == []
+    assert report.steps_checked == 3
+    if note:
+        assert any(note in n for n in report.notes)
+        assert note in run.stderr
