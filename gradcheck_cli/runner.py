@@ -130,7 +130,7 @@ class ScriptRunner:
         except SyntaxError as e:
             if suffix not in (".py", ".pyw", ""):
                 raise CommandError(f"{path!r} is not a Python script") from None
-            self.syntax_error = e  # reported by run() exactly as python reports it
+            self.syntax_error = e.with_traceback(None)  # run() reports it as python does
         except ValueError as e:  # e.g. "source code string cannot contain null bytes"
             raise CommandError(f"{path!r} is not a Python script ({e})") from None
 
@@ -143,7 +143,7 @@ class ScriptRunner:
         try:
             self.code = spec.loader.get_code(spec.name)  # type: ignore[union-attr]
         except SyntaxError as e:
-            self.syntax_error = e
+            self.syntax_error = e.with_traceback(None)
         except ImportError as e:
             raise CommandError(f"can't load {spec.name!r}: {e}") from None
         if self.code is None and self.syntax_error is None:
