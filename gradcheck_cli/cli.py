@@ -1,7 +1,8 @@
 """The ``gradcheck`` command line: parses, wires the runner to a session, renders, exits.
 
 Exit codes: 0 clean · 1 gradient findings · 2 usage or config error of gradcheck itself ·
-otherwise the script's own status when it fails (an uncaught exception is 1, Ctrl-C is 130).
+3 gradcheck failed internally (the check is incomplete) · otherwise the script's own status when
+it fails (an uncaught exception is 1, Ctrl-C is 130).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from gradcheck_cli import __version__
 from gradcheck_cli.errors import (
     EXIT_CLEAN,
     EXIT_FINDINGS,
+    EXIT_INTERNAL,
     EXIT_INTERRUPTED,
     EXIT_USAGE,
     CommandError,
@@ -35,8 +37,9 @@ Examples:
 
   gradcheck run -m mypkg.train --lr 3e-4
 
-Exit codes: 0 clean, 1 gradient findings, 2 usage/config error of gradcheck;
-when the script itself fails, its own exit status (uncaught exception 1, Ctrl-C 130).
+Exit codes: 0 clean, 1 gradient findings, 2 usage/config error of gradcheck,
+3 internal error of gradcheck (check incomplete); when the script itself fails,
+its own exit status (uncaught exception 1, Ctrl-C 130).
 """
 
 app = typer.Typer(
@@ -224,7 +227,9 @@ def execute(
     if outcome.exit_code != 0:
         return outcome.exit_code
     failing = {"error": ("error",), "warning": ("error", "warning"), "never": ()}[config.fail_on]
-    return EXIT_FINDINGS if any(f.severity in failing for f in report.findings) else EXIT_CLEAN
+    if any(f.severity in failing for f in report.findings):
+        return EXIT_FINDINGS
+    return EXIT_INTERNAL if report.internal_errors else EXIT_CLEAN
 
 
 def _split_module_args(argv: list[str]) -> list[str]:

@@ -86,7 +86,8 @@ class Raw:
     message: str
     grad_state: str = "none"
     severity: str | None = None
-    extra_stack: list[Site] = field(default_factory=list)
+    related: list[CallSite | Site] = field(default_factory=list)  # upstream lines behind the cause
+    hint: str | None = None  # a fix more specific than the rule's
 
 
 @dataclass

@@ -6,6 +6,7 @@ from __future__ import annotations
 EXIT_CLEAN = 0
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
+EXIT_INTERNAL = 3  # the script succeeded but gradcheck failed to check it completely
 EXIT_INTERRUPTED = 130
 
 

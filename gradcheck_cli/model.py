@@ -50,6 +50,9 @@ class Checked:
     name: str
     state: str
     norm: float | None = None
+    dead_fraction: float | None = (
+        None  # share of output units (rows) whose gradient is exactly zero
+    )
 
 
 @dataclass
@@ -73,6 +76,7 @@ class Finding:
     steps: list[int]
     message: str
     hint: str
+    related: list[Site] = field(default_factory=list)  # upstream lines behind the cause
 
     @property
     def key(self) -> tuple[str, str | None, int | None]:
@@ -109,6 +113,9 @@ class Report:
     steps: list[Step] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    internal_errors: list[str] = field(
+        default_factory=list
+    )  # our own failures: the check is incomplete
     steps_seen: int = 0  # backward calls seen
     steps_checked: int = 0
     format: int = FORMAT
@@ -130,7 +137,17 @@ class Report:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        order = ["format", "tool", "environment", "script", "config", "steps", "findings", "notes"]
+        order = [
+            "format",
+            "tool",
+            "environment",
+            "script",
+            "config",
+            "steps",
+            "findings",
+            "notes",
+            "internal_errors",
+        ]
         out = {k: d[k] for k in order}
         out["summary"] = self.summary
         return out
@@ -177,6 +194,9 @@ class Report:
                 steps=list(f.get("steps", [])),
                 message=f["message"],
                 hint=f["hint"],
+                related=[
+                    s2 for s2 in (Site.from_dict(x) for x in f.get("related", [])) if s2 is not None
+                ],
             )
             for f in d.get("findings", [])
         ]
@@ -189,6 +209,7 @@ class Report:
             steps=steps,
             findings=findings,
             notes=list(d.get("notes", [])),
+            internal_errors=list(d.get("internal_errors", [])),
             steps_seen=summary.get("backward_calls", 0),
             steps_checked=summary.get("steps_checked", 0),
         )

@@ -44,6 +44,8 @@ class Engine(Protocol):
 
     def module_ran(self, module: torch.nn.Module) -> None: ...
 
+    def module_done(self, module: torch.nn.Module) -> None: ...
+
     def optimizer_created(self, optimizer: torch.optim.Optimizer) -> None: ...
 
 
@@ -271,4 +273,10 @@ def _install_misc(engine: Engine, patches: PatchSet) -> None:
     def pre_hook(module: torch.nn.Module, args: Any) -> None:
         engine.module_ran(module)
 
+    def post_hook(module: torch.nn.Module, args: Any, output: Any) -> None:
+        engine.module_done(module)
+
     patches.add_handle(torch.nn.modules.module.register_module_forward_pre_hook(pre_hook))
+    patches.add_handle(
+        torch.nn.modules.module.register_module_forward_hook(post_hook, always_call=True)
+    )

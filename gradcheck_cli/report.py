@@ -27,7 +27,7 @@ def _tokens(name: str) -> list[str]:
 
 
 def compact_names(names: list[str], limit: int = 4) -> str:
-    """``model.encoder.* (4 tensors)`` for names sharing a module prefix, else a short list."""
+    """``model.encoder.* (4 tensors)`` when the names share a module; else one entry per module."""
     if not names:
         return "(no named tensors)"
     if len(names) == 1:
@@ -38,14 +38,23 @@ def compact_names(names: list[str], limit: int = 4) -> str:
         if len(set(segs)) != 1:
             break
         common.append(segs[0])
-    if common and len(common) < min(len(p) for p in parts):
-        prefix = "".join(
-            t if t.startswith("[") or i == 0 else "." + t for i, t in enumerate(common)
-        )
+    if len(common) >= 2 and len(common) < min(len(p) for p in parts):
         rest = parts[0][len(common)]
-        return f"{prefix}{'[*]' if rest.startswith('[') else '.*'} ({len(names)} tensors)"
-    shown = ", ".join(names[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+        return f"{_join(common)}{'[*]' if rest.startswith('[') else '.*'} ({len(names)} tensors)"
+    groups: dict[str, list[str]] = {}
+    for name, toks in zip(names, parts, strict=True):
+        groups.setdefault(_join(toks[:-1]) if len(toks) > 1 else name, []).append(name)
+    entries = [
+        f"{module}.*" if len(members) > 1 else members[0] for module, members in groups.items()
+    ]
+    shown = ", ".join(entries[:limit]) + (
+        f" and {len(entries) - limit} more" if len(entries) > limit else ""
+    )
+    return f"{shown} ({len(names)} tensors)" if len(entries) < len(names) else shown
+
+
+def _join(tokens: list[str]) -> str:
+    return "".join(t if t.startswith("[") or i == 0 else "." + t for i, t in enumerate(tokens))
 
 
 def make_console(
@@ -96,15 +105,20 @@ def _render_finding(console: Console, f: Finding, verbose: bool) -> None:
 def render_console(
     report: Report, console: Console, verbose: bool = False, quiet: bool = False
 ) -> None:
-    """The human report (stderr)."""
-    findings = [f for f in report.findings if verbose or f.severity != "info"]
+    """The human report (stderr): problems in full, information in one line each."""
+    problems = [f for f in report.findings if f.severity != "info"]
+    info = [f for f in report.findings if f.severity == "info"]
     script = escape(report.script.path)
     checked = report.steps_checked
     calls = report.steps_seen
     steps_text = f"{checked} of {calls} backward call{'s' if calls != 1 else ''} checked"
-    if not findings:
+    if not problems:
         if not quiet:
-            if calls == 0:
+            if calls == 0 and report.script.exit_code not in (0, None):
+                console.print(
+                    f"[bold]gradcheck:[/] {script} failed before calling backward(); nothing to check"
+                )
+            elif calls == 0:
                 console.print(
                     f"[bold]gradcheck:[/] {script} never called backward(); nothing to check"
                 )
@@ -112,29 +126,35 @@ def render_console(
                 console.print(
                     f"[bold green]gradcheck:[/] no gradient problems in {script} ({steps_text})"
                 )
-        _render_notes(report, console, quiet)
-        return
-    n = len(findings)
-    console.print()
-    console.print(
-        f"[bold]gradcheck:[/] {n} finding{'s' if n != 1 else ''} in {script} ({steps_text})"
-    )
-    console.print()
-    for f in findings:
-        _render_finding(console, f, verbose)
+    else:
+        n = len(problems)
         console.print()
-    if not quiet and report.steps:
-        first = report.steps[0]
-        counts: dict[str, int] = {}
-        for c in first.checked:
-            counts[c.state] = counts.get(c.state, 0) + 1
-        if counts:
-            parts = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
-            console.print(f"[dim]first checked backward: {parts}[/]")
+        console.print(
+            f"[bold]gradcheck:[/] {n} finding{'s' if n != 1 else ''} in {script} ({steps_text})"
+        )
+        console.print()
+        for f in problems:
+            _render_finding(console, f, verbose)
+            console.print()
+        if not quiet and report.steps:
+            counts: dict[str, int] = {}
+            for c in report.steps[0].checked:
+                counts[c.state] = counts.get(c.state, 0) + 1
+            if counts:
+                parts = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+                console.print(f"[dim]first checked backward: {parts}[/]")
+    if info and not quiet:
+        for f in info if verbose else info[:5]:
+            where = f" at {f.site.display}" if f.site else ""
+            console.print(f"[cyan]i[/] [dim]{escape(f.kind)}[/] {escape(f.message)}{escape(where)}")
+        if len(info) > 5 and not verbose:
+            console.print(f"[dim]  … {len(info) - 5} more (--verbose)[/]")
     _render_notes(report, console, quiet)
 
 
 def _render_notes(report: Report, console: Console, quiet: bool) -> None:
+    for err in report.internal_errors:
+        console.print(f"[yellow]gradcheck internal error {escape(err)} — please report it[/]")
     if quiet:
         return
     for note in report.notes:

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from gradcheck_cli import __version__
+from gradcheck_cli import __version__, zeros
 from gradcheck_cli import model as m
 from gradcheck_cli.config import Config
 from gradcheck_cli.diagnose import (
@@ -90,11 +90,13 @@ class Session:
         self.findings: dict[tuple[Any, ...], m.Finding] = {}
         self.notes: list[str] = []
         self._jit_noted = False
+        self.internal_errors: list[str] = []
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     def start(self) -> Session:
         install(self, self.patches)
+        self.tracker.stamp = self.config.checks_step(0)
         self._showwarning = warnings.showwarning
         warnings.showwarning = self._reattribute_warning
         # torch.compile warns about global module hooks: those are ours, not the user's business.
@@ -153,6 +155,13 @@ class Session:
     def module_ran(self, module: nn.Module) -> None:
         if not self._in_backward:
             self._ran[id(module)] = module
+            self.tracker.modules.append(module)
+
+    def module_done(self, module: nn.Module) -> None:
+        stack = self.tracker.modules
+        while stack:
+            if stack.pop() is module:
+                break
 
     def optimizer_created(self, optimizer: torch.optim.Optimizer) -> None:
         self._optimizers.append(weakref.ref(optimizer))
@@ -179,14 +188,58 @@ class Session:
             tr.suspended = False
             tr.backward_calls = self.backward_calls
             tr.new_generation()
+            tr.stamp = self.config.checks_step(self.backward_calls)
             self._ran.clear()
 
     # -- the check -------------------------------------------------------------------------------
+
+    @contextmanager
+    def _guard(self, doing: str) -> Iterator[None]:
+        """Our analysis must never break the user's script: an internal error becomes a note."""
+        try:
+            yield
+        except Exception as e:
+            note = f"while {doing}: {type(e).__name__}: {e}"
+            if note not in self.internal_errors:
+                self.internal_errors.append(note)
 
     def _checked_backward(
         self, index: int, api: str, call: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         self.steps_checked += 1
+        prepared = None
+        with self._guard("preparing to check a backward()"):
+            prepared = self._prepare(index, api, args, kwargs)
+        if prepared is None:
+            return call(*args, **kwargs)
+        losses, inputs, where, walk, loss_cuts, names, step, probe = prepared
+        try:
+            result = call(*args, **kwargs)
+        except RuntimeError as e:
+            probe.remove()
+            text = str(e)
+            with self._guard("diagnosing a failed backward()"):
+                if any(s in text for s in _NOT_DIFFERENTIABLE):
+                    self._not_differentiable(e, index, names, loss_cuts, where)
+                elif _UNUSED_INPUT in text and inputs:
+                    self._check(
+                        index, api, losses, inputs, walk, names, loss_cuts, where, step, exc=e
+                    )
+            self._record_step(step)
+            raise
+        probe.remove()
+        with self._guard("checking a backward()"):
+            probe.resolve()
+            self._check(
+                index, api, losses, inputs, walk, names, loss_cuts, where, step, probe=probe
+            )
+        self._record_step(step)
+        return result
+
+    def _prepare(
+        self, index: int, api: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[Any, ...]:
+        """Everything read before autograd runs: the graph, the cuts that fed the loss, the names."""
         losses, inputs = _split_args(api, args, kwargs)
         where = capture()
         walk = walk_graph([t.grad_fn for t in losses])
@@ -199,19 +252,8 @@ class Session:
         loss_cuts = self.tracker.tags_of(tags)
         names = self._build_names()
         step = m.Step(index, api, _model_site(where), _loss_info(losses[0]) if losses else None)
-        try:
-            result = call(*args, **kwargs)
-        except RuntimeError as e:
-            text = str(e)
-            if any(s in text for s in _NOT_DIFFERENTIABLE):
-                self._not_differentiable(e, index, names, loss_cuts, where)
-            elif _UNUSED_INPUT in text and inputs:
-                self._check(index, api, losses, inputs, walk, names, loss_cuts, where, step, exc=e)
-            self._record_step(step)
-            raise
-        self._check(index, api, losses, inputs, walk, names, loss_cuts, where, step)
-        self._record_step(step)
-        return result
+        probe = zeros.attach(walk)
+        return losses, inputs, where, walk, loss_cuts, names, step, probe
 
     def _check(
         self,
@@ -225,6 +267,7 @@ class Session:
         where: CallSite | None,
         step: m.Step,
         exc: BaseException | None = None,
+        probe: zeros.Probe | None = None,
     ) -> None:
         ctx = Context(
             api=api,
@@ -239,20 +282,96 @@ class Session:
             backward_site=where,
         )
         result = diagnose(ctx)
-        record_norms = len(self.steps) < _MAX_STEP_RECORDS
-        for name, state, t in result.checked:
-            norm = None
-            if record_norms and state == "ok" and t is not None and t.grad is not None:
-                norm = float(t.grad.detach().norm())
-                if norm <= self.config.zero_atol:
-                    state = "zero"
-            step.checked.append(m.Checked(name, state, norm))
+        if probe is not None and inputs is None:
+            result.findings += self._zero_findings(result, walk, probe, losses, names, step)
+        else:
+            step.checked += [m.Checked(name, state) for name, state, _ in result.checked]
         for raw in result.findings:
             finding = self._add(raw, index)
             if exc is not None:
                 exc.add_note(
                     f"gradcheck: {', '.join(raw.names)}: {raw.message} ({finding.site.display if finding.site else 'unknown site'})"
                 )
+
+    def _zero_findings(
+        self,
+        result: Any,
+        walk: Any,
+        probe: zeros.Probe,
+        losses: list[torch.Tensor],
+        names: Names,
+        step: m.Step,
+    ) -> list[Raw]:
+        """All-zero gradients (errors, with the op that killed them) and partly dead layers (info)."""
+        found: list[Raw] = []
+        attributor: zeros.Attributor | None = None
+        atol = self.config.zero_atol
+        record_norms = len(self.steps) < _MAX_STEP_RECORDS
+        for name, state, t in result.checked:
+            norm = dead = None
+            grad = t.grad if (t is not None and state == "ok") else None
+            if grad is not None:
+                if zeros.is_zero(grad, atol):
+                    state = "zero"
+                    attributor = attributor or zeros.Attributor(
+                        walk, probe, [x.grad_fn for x in losses], self.tracker
+                    )
+                    c = attributor.culprit(t)
+                    if c is not None:
+                        message = self._with_module(c.message, c.module, names)
+                        if c.zeroed is not None:
+                            message = message.replace(
+                                "{operand}", f"`{names.name_of(c.zeroed) or 'a tensor'}`"
+                            )
+                        related = [c.related] if c.related is not None else []
+                        found.append(
+                            Raw(c.kind, c.site, [name], message, grad_state="zero", related=related)
+                        )
+                    else:
+                        found.append(
+                            Raw(
+                                "zero_grad_flow",
+                                None,
+                                [name],
+                                "the gradient is all zero",
+                                grad_state="zero",
+                            )
+                        )
+                else:
+                    dead = zeros.dead_fraction(grad)
+                    if dead:
+                        attributor = attributor or zeros.Attributor(
+                            walk, probe, [x.grad_fn for x in losses], self.tracker
+                        )
+                        relu = attributor.relu_near(t)
+                        site, module = zeros.stamp_of(relu) if relu is not None else (None, None)
+                        owner = name.rsplit(".", 1)[0]
+                        why = " (dead ReLUs)" if relu is not None else ""
+                        message = (
+                            f"{dead:.0%} of the units of `{owner}` received zero gradient{why}"
+                        )
+                        found.append(
+                            Raw(
+                                "zero_grad_flow",
+                                site,
+                                [name],
+                                self._with_module(message, module, names),
+                                grad_state="zero",
+                                severity="info",
+                            )
+                        )
+                if record_norms:
+                    norm = float(grad.detach().norm())
+            step.checked.append(m.Checked(name, state, norm, dead))
+        return found
+
+    @staticmethod
+    def _with_module(message: str, module: Any, names: Names) -> str:
+        # Only a leaf module (nn.ReLU inside a Sequential) says more than the source line does.
+        if module is None or next(module.children(), None) is not None:
+            return message
+        mod_name = names.module_name(module)
+        return f"{message} [in `{mod_name}` ({type(module).__name__})]" if mod_name else message
 
     def _not_differentiable(
         self, exc: RuntimeError, index: int, names: Names, cuts: list[Any], where: CallSite | None
@@ -295,7 +414,8 @@ class Session:
                 stack=_model_stack(raw.where),
                 steps=[],
                 message=raw.message,
-                hint=rule.hint,
+                hint=raw.hint or rule.hint,
+                related=[x for x in (_model_site(r) for r in raw.related) if x is not None],
             )
             self.findings[key] = finding
         for name in raw.names:
@@ -404,6 +524,10 @@ class Session:
             steps=list(self.steps),
             findings=sorted(self.findings.values(), key=_finding_order),
             notes=list(self.notes),
+            internal_errors=[
+                *self.internal_errors,
+                *(f"in the op tracker: {e}" for e in self.tracker.errors),
+            ],
             steps_seen=self.backward_calls,
             steps_checked=self.steps_checked,
         )

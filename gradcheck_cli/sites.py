@@ -124,12 +124,17 @@ class CallSite:
 
 
 _MAX_STACK = 6
+_OVERRIDES = os.path.join("torch", "overrides.py")
 
 
-def _first_foreign_frame() -> types.FrameType | None:
-    """The first frame on the stack that is not gradcheck's own: the immediate caller of a hook."""
+def first_foreign_frame() -> types.FrameType | None:
+    """The immediate caller of a hook: the first frame that is neither gradcheck's own nor torch's
+    ``__torch_function__`` dispatcher (``torch/overrides.py``)."""
     frame: types.FrameType | None = sys._getframe(2)
-    while frame is not None and frame.f_code.co_filename.startswith(_GRADCHECK_DIR):
+    while frame is not None and (
+        frame.f_code.co_filename.startswith(_GRADCHECK_DIR)
+        or frame.f_code.co_filename.endswith(_OVERRIDES)
+    ):
         frame = frame.f_back
     return frame
 
@@ -141,7 +146,7 @@ def capture() -> CallSite | None:
     the nearest user frame further up, and ``via`` names the library frame. Returns None when no
     frame of the stack is user code (e.g. torch calling itself at import time).
     """
-    frame = _first_foreign_frame()
+    frame = first_foreign_frame()
     if frame is None:
         return None
     library = not is_user_file(frame.f_code.co_filename)
@@ -165,12 +170,31 @@ def capture() -> CallSite | None:
 
 def caller_is_user() -> bool:
     """Whether whatever called into gradcheck is user code (not torch, not a library)."""
-    frame = _first_foreign_frame()
+    frame = first_foreign_frame()
     return frame is not None and is_user_file(frame.f_code.co_filename)
 
 
 def nearest_user_frame() -> types.FrameType | None:
-    frame = _first_foreign_frame()
+    frame = first_foreign_frame()
     while frame is not None and not is_user_file(frame.f_code.co_filename):
         frame = frame.f_back
     return frame
+
+
+_site_cache: dict[tuple[types.CodeType, int], Site] = {}
+
+
+def quick_site() -> Site | None:
+    """The nearest user frame as a cached :class:`Site` (no stack): cheap enough for every op."""
+    frame = first_foreign_frame()
+    while frame is not None and not is_user_file(frame.f_code.co_filename):
+        frame = frame.f_back
+    if frame is None:
+        return None
+    key = (frame.f_code, frame.f_lineno)
+    site = _site_cache.get(key)
+    if site is None:
+        if len(_site_cache) > 50_000:
+            _site_cache.clear()
+        site = _site_cache[key] = frame_site(frame)
+    return site

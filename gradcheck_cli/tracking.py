@@ -16,6 +16,7 @@ memory does not grow with the step count.
 
 from __future__ import annotations
 
+import os
 import threading
 import weakref
 from collections.abc import Callable
@@ -25,12 +26,21 @@ from typing import Any
 import torch
 from torch.overrides import TorchFunctionMode
 
-from gradcheck_cli.sites import CallSite, caller_is_user, capture
+from gradcheck_cli.sites import (
+    CallSite,
+    caller_is_user,
+    capture,
+    first_foreign_frame,
+    is_user_file,
+    quick_site,
+)
 
 TB = torch._C.TensorBase
 Tensor = torch.Tensor
 
 _MAX_ROOTS = 256
+_META_KEY = "gradcheck_site"
+_INIT_SUFFIX = os.path.join("torch", "nn", "init.py")
 _MAX_ESCAPES = 4096
 
 
@@ -124,9 +134,11 @@ class Tracker:
         self.tags = IdTable()  # tensor -> frozenset of cut ids upstream of it
         self.born = IdTable()  # tensor -> CallSite of the user factory call that created it
         self.rg_off = IdTable()  # tensor -> CallSite where requires_grad was turned off
-        self.made_from = (
-            IdTable()
-        )  # non-leaf tensor -> CallSite of the op that made it from a user leaf
+        self.made_from = IdTable()  # non-leaf tensor -> CallSite of the op that made it
+        self.data_views = IdTable()  # tensor returned by `.data` -> the tensor sharing its storage
+        self.data_written = IdTable()  # tensor -> CallSite of the last `.data` write by user code
+        self.param_writes = IdTable()  # parameter -> CallSite of the last in-place write (an init)
+        self.errors: list[str] = []  # our own failures, reported as notes (never raised)
         self.cuts: dict[int, Cut] = {}
         self._cut_by_key: dict[tuple[Any, ...], Cut] = {}
         self._next_id = 1
@@ -135,6 +147,8 @@ class Tracker:
         self._local = threading.local()
         self.suspended = False  # True while we run our own code or autograd runs backward
         self.grad_reads: list[tuple[Tensor, CallSite]] = []
+        self.stamp = False  # stamp user sites into grad_fn.metadata (for the next checked backward)
+        self.modules: list[Any] = []  # modules whose forward is running (innermost last)
         self.backward_calls = 0
 
     # -- regions ---------------------------------------------------------------------------------
@@ -198,6 +212,10 @@ class Tracker:
         if kind not in ("no_grad", "inference_mode", "set_grad_enabled"):
             kind = "no_grad"
         return self.cut_at(kind, region.where, "region")
+
+    def internal_error(self, e: Exception) -> None:
+        if len(self.errors) < 5:
+            self.errors.append(f"{type(e).__name__}: {e}")
 
     def tags_of(self, cut_ids: frozenset[int] | None) -> list[Cut]:
         if not cut_ids:
@@ -350,11 +368,13 @@ _FACTORIES: set[Any] = {
 
 _REWRAP = {torch.tensor, torch.as_tensor, torch.asarray, TB.new_tensor}
 
-Handler = Callable[["CutTracker", Any, tuple[Any, ...], dict[str, Any]], Any]
-
 
 class CutTracker(TorchFunctionMode):
-    """The TorchFunctionMode: tags outputs downstream of cuts and records the cuts' sites."""
+    """The TorchFunctionMode: tags outputs downstream of cuts and records the cuts' sites.
+
+    The op itself always runs exactly once, outside any ``try``; our bookkeeping after it is
+    guarded, so a bug of ours becomes a note in the report, never an exception in the script.
+    """
 
     def __init__(self, tracker: Tracker) -> None:
         super().__init__()
@@ -374,8 +394,25 @@ class CutTracker(TorchFunctionMode):
             return func(*args, **kwargs)
         special = _SPECIAL.get(func)
         if special is not None:
-            return special(self, func, args, kwargs)
+            src = args[0] if args else None
+            # detach_() and requires_grad_() change the source in place: read it before the call.
+            src_rg = isinstance(src, Tensor) and src.requires_grad
+            out = func(*args, **kwargs)
+            try:
+                special(tr, func, args, kwargs, out, src_rg)
+            except Exception as e:
+                tr.internal_error(e)
+            return out
         out = func(*args, **kwargs)
+        try:
+            self._after(tr, func, args, kwargs, out)
+        except Exception as e:
+            tr.internal_error(e)
+        return out
+
+    def _after(
+        self, tr: Tracker, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any
+    ) -> None:
         tags_get = tr.tags.get
         rg = False
         tags: frozenset[int] | None = None
@@ -403,79 +440,117 @@ class CutTracker(TorchFunctionMode):
                     if t:
                         tags = t if tags is None else tags | t
         if rg:
-            cut = self._cut_for(func, args, kwargs, out)
+            cut = _cut_for(tr, func, args, kwargs, out)
             if cut is not None:
                 tags = frozenset((cut.id,)) if tags is None else tags | {cut.id}
+            elif tr.stamp:
+                _stamp(tr, out)
+            # An in-place write into a parameter (allowed under no_grad only): an init or a reset.
+            # nn.init functions arrive here whole, with the tensor as a keyword argument.
+            a0 = args[0] if args else next(iter(kwargs.values()), None)
+            if out is a0 and a0.grad_fn is None:
+                _note_param_write(tr, a0)
             if len(tr.born):
-                self._note_non_leaf(args, out)
+                _note_non_leaf(tr, args, out)
         elif func in _FACTORIES:
-            self._note_birth(out)
+            _note_birth(tr, out)
+        elif len(tr.data_views) and args and isinstance(args[0], Tensor):
+            owner = tr.data_views.get(args[0])
+            if owner is not None and getattr(func, "__name__", "").endswith("_"):
+                _note_data_write(tr, owner)
         if tags:
             tr.tag_outputs(out, tags)
-        return out
 
-    def _cut_for(
-        self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any
-    ) -> Cut | None:
-        """The cut ``func`` made, if its tensor output(s) no longer require grad."""
-        if isinstance(out, Tensor):
-            if out.requires_grad:
-                return None
-        elif type(out) in (tuple, list):
-            if not any(isinstance(o, Tensor) and not o.requires_grad for o in out):
-                return None
-        else:
-            return None
-        if func in _NOT_CUTS:
-            return None
-        tr = self.tracker
-        if not torch.is_grad_enabled():
-            cut = tr.region_cut(tr.active_off_region(), _op_name(func))
-        else:
-            where = capture()
-            if where is None:
-                return None
-            kind = "rewrap_tensor" if func in _REWRAP else "nondifferentiable_op"
-            cut = tr.cut_at(kind, where, _op_name(func))
-        if cut is not None:
-            cut.add_roots([t for t in _inputs(args, kwargs) if t.requires_grad])
-        return cut
 
-    def _note_birth(self, out: Any) -> None:
-        if isinstance(out, Tensor) and caller_is_user():
+def _cut_for(
+    tr: Tracker, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any
+) -> Cut | None:
+    """The cut ``func`` made, if its tensor output(s) no longer require grad."""
+    if isinstance(out, Tensor):
+        if out.requires_grad:
+            return None
+    elif type(out) in (tuple, list):
+        if not any(isinstance(o, Tensor) and not o.requires_grad for o in out):
+            return None
+    else:
+        return None
+    if func in _NOT_CUTS:
+        return None
+    if not torch.is_grad_enabled():
+        cut = tr.region_cut(tr.active_off_region(), _op_name(func))
+    else:
+        where = capture()
+        if where is None:
+            return None
+        kind = "rewrap_tensor" if func in _REWRAP else "nondifferentiable_op"
+        cut = tr.cut_at(kind, where, _op_name(func))
+    if cut is not None:
+        cut.add_roots([t for t in _inputs(args, kwargs) if t.requires_grad])
+    return cut
+
+
+def _note_birth(tr: Tracker, out: Any) -> None:
+    """A tensor made by a factory call in user code: remember where (for "where was it created")."""
+    if isinstance(out, Tensor) and caller_is_user():
+        where = capture()
+        if where is not None:
+            tr.born.set(out, where)
+
+
+def _note_non_leaf(tr: Tracker, args: tuple[Any, ...], out: Any) -> None:
+    """A user-created leaf turned into a non-leaf (``.to``, ``* 0.01``): remember where."""
+    if not isinstance(out, Tensor) or out.grad_fn is None:
+        return
+    for a in args:
+        if (
+            isinstance(a, Tensor)
+            and a.requires_grad
+            and a.grad_fn is None
+            and tr.born.get(a) is not None
+        ):
             where = capture()
             if where is not None:
-                self.tracker.born.set(out, where)
-
-    def _note_non_leaf(self, args: tuple[Any, ...], out: Any) -> None:
-        """A user-created leaf turned into a non-leaf (``.to``, ``* 0.01``): remember where."""
-        if not isinstance(out, Tensor) or out.grad_fn is None:
+                tr.made_from.set(out, where)
             return
-        born = self.tracker.born
-        for a in args:
-            if (
-                isinstance(a, Tensor)
-                and a.requires_grad
-                and a.grad_fn is None
-                and born.get(a) is not None
-            ):
-                where = capture()
-                if where is not None:
-                    self.tracker.made_from.set(out, where)
-                return
 
 
-# -- special handlers ------------------------------------------------------------------------------
+def _stamp(tr: Tracker, out: Any) -> None:
+    """Remember in the output's autograd node which user line (and module) made it.
+
+    Nodes take no attributes and cannot be weak-referenced, but ``metadata`` is a dict that lives
+    as long as the node: the zero-gradient attribution reads it back during the checked backward.
+    """
+    node = out.grad_fn if isinstance(out, Tensor) else None
+    if node is None and type(out) in (tuple, list):
+        node = next(
+            (o.grad_fn for o in out if isinstance(o, Tensor) and o.grad_fn is not None), None
+        )
+    if node is None:
+        return
+    meta = node.metadata
+    if _META_KEY not in meta:
+        meta[_META_KEY] = (quick_site(), tr.modules[-1] if tr.modules else None)
+
+
+# -- special handlers: called after the op with its output and whether its source required grad --
+
+Handler = Callable[[Tracker, Any, tuple[Any, ...], dict[str, Any], Any, bool], None]
 
 
 def _explicit_cut(kind: str) -> Handler:
-    def handler(mode: CutTracker, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``.detach()`` / ``detach_()`` / ``torch.detach`` / ``.data``: an explicit cut."""
+
+    def handler(
+        tr: Tracker,
+        func: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        out: Any,
+        src_rg: bool,
+    ) -> None:
         src = args[0] if args else None
-        rg = isinstance(src, Tensor) and src.requires_grad
-        out = func(*args, **kwargs)
-        tr = mode.tracker
         tags = tr.tags.get(src) if isinstance(src, Tensor) else None
-        if rg:
+        if src_rg:
             where = capture()
             if where is not None:
                 cut = tr.cut_at(kind, where, _op_name(func))
@@ -483,44 +558,84 @@ def _explicit_cut(kind: str) -> Handler:
                 tags = frozenset((cut.id,)) if tags is None else tags | {cut.id}
         if tags:
             tr.tag_outputs(out, tags)
-        return out
 
     return handler
 
 
+_data_cut = _explicit_cut("data_attr")
+
+
+def _data_get(
+    tr: Tracker, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any, src_rg: bool
+) -> None:
+    _data_cut(tr, func, args, kwargs, out, src_rg)
+    src = args[0] if args else None
+    if src_rg and isinstance(src, Tensor) and src.grad_fn is None and isinstance(out, Tensor):
+        tr.data_views.set(out, src)  # an in-place op on the view writes the parameter
+
+
+def _data_set(
+    tr: Tracker, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any, src_rg: bool
+) -> None:
+    if args and isinstance(args[0], Tensor):
+        _note_data_write(tr, args[0])
+
+
+def _note_param_write(tr: Tracker, param: Tensor) -> None:
+    """Where the user set a parameter's values in place (an init, a reset) — not optimizer steps."""
+    frame = first_foreign_frame()
+    if frame is None:
+        return
+    filename = frame.f_code.co_filename
+    if is_user_file(filename) or filename.endswith(_INIT_SUFFIX):
+        where = capture()
+        if where is not None:
+            tr.param_writes.set(param, where)
+
+
+def _note_data_write(tr: Tracker, owner: Tensor) -> None:
+    where = capture()
+    if where is not None and not where.library:  # Module.to() & co. write .data too
+        tr.data_written.set(owner, where)
+
+
 def _requires_grad_set(
-    mode: CutTracker, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
-    t = args[0]
+    tr: Tracker, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any, src_rg: bool
+) -> None:
+    t = args[0] if args else None
     value = args[1] if len(args) > 1 else kwargs.get("requires_grad", True)
-    out = func(*args, **kwargs)
-    if isinstance(t, Tensor):
-        if value:
-            mode.tracker.rg_off.discard(t)
-        else:
-            where = capture()
-            if where is not None and mode.tracker.rg_off.get(t) is None:
-                mode.tracker.rg_off.set(t, where)
-    return out
+    if not isinstance(t, Tensor):
+        return
+    if value:
+        tr.rg_off.discard(t)
+    elif tr.rg_off.get(t) is None:
+        where = capture()
+        if where is not None:
+            tr.rg_off.set(t, where)
 
 
 def _escape(kind: str) -> Handler:
     """``.item()`` / ``.tolist()`` / ``float()`` / ``.numpy()``: values leave torch as Python/NumPy."""
 
-    def handler(mode: CutTracker, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        out = func(*args, **kwargs)
+    def handler(
+        tr: Tracker,
+        func: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        out: Any,
+        src_rg: bool,
+    ) -> None:
         src = args[0] if args else None
         if not isinstance(src, Tensor):
-            return out
-        tr = mode.tracker
+            return
         upstream = tr.tags_of(tr.tags.get(src))
-        if not src.requires_grad and not upstream:
-            return out
+        if not src_rg and not upstream:
+            return
         where = capture()
         if where is None:
-            return out
+            return
         cut = tr.cut_at(kind, where, _op_name(func))
-        if src.requires_grad:
+        if src_rg:
             cut.add_roots([src])
         for up in upstream:  # e.g. .detach().numpy(): the detach's roots travel with the array
             for k, v in up.roots.items():
@@ -534,20 +649,19 @@ def _escape(kind: str) -> Handler:
             for v in out[:64]:
                 if type(v) is float:
                     tr.remember_float(v, cut)
-        return out
 
     return handler
 
 
-def _factory(mode: CutTracker, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def _factory(
+    tr: Tracker, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any, src_rg: bool
+) -> None:
     """``torch.tensor(data)`` and friends: a re-wrapped tensor, or a value re-entering the graph."""
-    out = func(*args, **kwargs)
     data = (
         args[1]
         if func is TB.new_tensor and len(args) > 1
         else (args[0] if args else kwargs.get("data"))
     )
-    tr = mode.tracker
     if isinstance(data, Tensor):
         tags = tr.tags.get(data)
         if data.requires_grad:
@@ -558,7 +672,7 @@ def _factory(mode: CutTracker, func: Any, args: tuple[Any, ...], kwargs: dict[st
                 tags = frozenset((cut.id,)) if tags is None else tags | {cut.id}
         if tags:
             tr.tag_outputs(out, tags)
-        return out
+        return
     escape = tr.escape_of(data) if (tr.float_escapes or tr.array_escapes) else None
     if escape is not None:
         where = capture()
@@ -567,18 +681,16 @@ def _factory(mode: CutTracker, func: Any, args: tuple[Any, ...], kwargs: dict[st
             cut.roots = escape.roots
             tr.tag_outputs(out, frozenset((cut.id,)))
     if func is not TB.new_tensor:
-        mode._note_birth(out)
-    return out
+        _note_birth(tr, out)
 
 
-def _grad_get(mode: CutTracker, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    out = func(*args, **kwargs)
-    tr = mode.tracker
+def _grad_get(
+    tr: Tracker, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any, src_rg: bool
+) -> None:
     if out is None and tr.backward_calls and caller_is_user():
         where = capture()
         if where is not None and len(tr.grad_reads) < 1024:
             tr.grad_reads.append((args[0], where))
-    return out
 
 
 def from_numpy_hook(tracker: Tracker, array: Any, out: Tensor) -> None:
@@ -600,7 +712,8 @@ _SPECIAL: dict[Any, Handler] = {
     TB.detach: _explicit_cut("detach"),
     torch.detach: _explicit_cut("detach"),
     TB.detach_: _explicit_cut("detach"),
-    TB.data.__get__: _explicit_cut("data_attr"),
+    TB.data.__get__: _data_get,
+    TB.data.__set__: _data_set,
     TB.requires_grad.__set__: _requires_grad_set,
     TB.requires_grad_: _requires_grad_set,
     TB.item: _escape("python_scalar_roundtrip"),

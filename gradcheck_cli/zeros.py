@@ -1,0 +1,384 @@
+"""Zero gradients: the op where a gradient died, and the user line behind it.
+
+During a checked backward a hook on every node of the loss's graph records, per node, whether the
+gradient it *received* was non-zero and, per outgoing edge, whether the gradient it *sent* was. For
+a parameter whose gradient ends up all zero, the culprit is the node nearest the loss, on a path to
+that parameter, that received a non-zero gradient but sent all-zero ones along every edge toward it
+(a dead ReLU, a saturated clamp, a multiplication by a zero mask, a ``round``). The forward line of
+that op was stamped into ``grad_fn.metadata`` by the TorchFunctionMode. The reductions are queued as
+tensors and read once after the backward (one sync, not one per node, on a GPU).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from gradcheck_cli.diagnose import Walk
+from gradcheck_cli.sites import CallSite, Site
+from gradcheck_cli.tracking import _META_KEY
+
+_ZERO_DERIVATIVE = {
+    "RoundBackward0": "round",
+    "RoundBackward1": "round",
+    "FloorBackward0": "floor",
+    "CeilBackward0": "ceil",
+    "SignBackward0": "sign",
+    "TruncBackward0": "trunc",
+    "FracBackward0": "frac",
+}
+_ZEROED_HINT = (
+    "Do not set this weight to zero: a zero weight passes no gradient to the layers before it. "
+    "If a zero-initialised layer is deliberate, the earlier layers learn only after its first update; "
+    "list them under allow_zero."
+)
+_RELU = {"ReluBackward0", "ThresholdBackward0", "Relu6Backward0"}
+_CLAMP = {
+    "ClampBackward0",
+    "ClampBackward1",
+    "ClampMinBackward0",
+    "ClampMaxBackward0",
+    "HardtanhBackward0",
+}
+
+
+def _flag(g: Any) -> tuple[Any, int] | None:
+    if g is None:
+        return None
+    return (g.detach().any(), g.numel())
+
+
+@dataclass
+class Probe:
+    """Per-node gradient flags recorded during one backward."""
+
+    received: dict[int, list[tuple[Any, int] | None]] = field(default_factory=dict)
+    sent: dict[int, list[tuple[Any, int] | None]] = field(default_factory=dict)
+    shapes: dict[int, tuple[int, ...]] = field(default_factory=dict)  # of each node's first output
+    handles: list[Any] = field(default_factory=list)
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles.clear()
+
+    def resolve(self) -> None:
+        """Turn the queued flag tensors into Python bools (one pass after the backward)."""
+        for table in (self.received, self.sent):
+            for key, flags in table.items():
+                table[key] = [None if f is None else (bool(f[0]), f[1]) for f in flags]
+
+
+def attach(walk: Walk) -> Probe:
+    probe = Probe()
+
+    def make(key: int) -> Any:
+        def hook(grad_inputs: tuple[Any, ...], grad_outputs: tuple[Any, ...]) -> None:
+            probe.received[key] = [_flag(g) for g in grad_outputs]
+            probe.sent[key] = [_flag(g) for g in grad_inputs]
+            if grad_outputs and grad_outputs[0] is not None:
+                probe.shapes[key] = tuple(grad_outputs[0].shape)
+
+        return hook
+
+    for key, node in walk.nodes.items():
+        if getattr(node, "variable", None) is not None:
+            continue  # AccumulateGrad: the parameter's own .grad tells us
+        try:
+            probe.handles.append(node.register_hook(make(key)))
+        except RuntimeError:
+            continue
+    return probe
+
+
+@dataclass
+class Culprit:
+    kind: str  # zero_grad_flow | nondifferentiable_op | data_attr
+    node_name: str
+    site: Site | CallSite | None
+    module: Any
+    message: str
+    zeroed: torch.Tensor | None = None  # a tensor a `.data` write set to zero
+    related: CallSite | None = None  # the upstream line that made it so (e.g. the bias init)
+    hint: str | None = None
+
+
+def _parents(walk: Walk) -> dict[int, list[Any]]:
+    parents: dict[int, list[Any]] = {}
+    for node in walk.nodes.values():
+        for child, _ in getattr(node, "next_functions", ()):
+            if child is not None:
+                parents.setdefault(id(child), []).append(node)
+    return parents
+
+
+class Attributor:
+    """Finds culprits for zero parameters of one backward (graph indexes built once)."""
+
+    def __init__(self, walk: Walk, probe: Probe, starts: list[Any], tracker: Any = None) -> None:
+        self.walk = walk
+        self.data_written = tracker.data_written if tracker is not None else None
+        self.param_writes = tracker.param_writes if tracker is not None else None
+        self.related: CallSite | None = None
+        self.probe = probe
+        self.starts = [s for s in starts if s is not None]
+        self.parents = _parents(walk)
+        self.acc_of: dict[int, Any] = {
+            id(v): n for n in walk.nodes.values() if (v := getattr(n, "variable", None)) is not None
+        }
+
+    def _toward(self, target: Any) -> set[int]:
+        seen = {id(target)}
+        queue = deque([target])
+        while queue:
+            node = queue.popleft()
+            for parent in self.parents.get(id(node), ()):
+                if id(parent) not in seen:
+                    seen.add(id(parent))
+                    queue.append(parent)
+        return seen
+
+    def culprit(self, param: torch.Tensor) -> Culprit | None:
+        target = self.acc_of.get(id(param))
+        if target is None:
+            return None
+        toward = self._toward(target)
+        seen: set[int] = set()
+        queue = deque(s for s in self.starts if id(s) in toward)
+        while queue:
+            node = queue.popleft()
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            received = self.probe.received.get(id(node))
+            sent = self.probe.sent.get(id(node))
+            if received is None or sent is None:
+                continue
+            got = any(f is not None and f[0] for f in received)
+            edges = [
+                (i, child)
+                for i, (child, _) in enumerate(node.next_functions)
+                if child is not None and id(child) in toward
+            ]
+            if (
+                got
+                and edges
+                and all(
+                    not (i < len(sent) and sent[i] is not None and sent[i][0]) for i, _ in edges
+                )
+            ):
+                dead_input = self._dead_relu_input(node)
+                if dead_input is not None:
+                    # A layer whose input is a dead ReLU's output gets a zero weight gradient: the
+                    # ReLU is the cause, and both belong to one finding.
+                    return self._describe(dead_input)
+                zeroed = self._zeroed_operand(node)
+                if zeroed is not None:
+                    return zeroed
+                empty = any(
+                    i < len(sent) and sent[i] is not None and sent[i][1] == 0 for i, _ in edges
+                )
+                return self._describe(node, empty)
+            for _, child in edges:
+                if id(child) not in seen:
+                    queue.append(child)
+        return None
+
+    def _zeroed_operand(self, node: Any) -> Culprit | None:
+        """An operand of ``node`` that is all zero because the user wrote it through ``.data``."""
+        if self.data_written is None:
+            return None
+        frontier = [node]
+        for _ in range(2):
+            nxt = []
+            for n in frontier:
+                for child, _ in getattr(n, "next_functions", ()):
+                    if child is None:
+                        continue
+                    v = getattr(child, "variable", None)
+                    if isinstance(v, torch.Tensor):
+                        where = self.data_written.get(v)
+                        if where is not None and not bool(v.detach().any()):
+                            msg = (
+                                "{operand} was set to all zeros through `.data`, so no gradient passes through the op that uses it ("
+                                + type(node).__name__
+                                + ")"
+                            )
+                            return Culprit(
+                                "data_attr", type(node).__name__, where, None, msg, zeroed=v
+                            )
+                    else:
+                        nxt.append(child)
+            frontier = nxt
+        return None
+
+    def _dead(self, node: Any) -> bool:
+        received = self.probe.received.get(id(node))
+        sent = self.probe.sent.get(id(node))
+        return (
+            bool(received and sent)
+            and any(f is not None and f[0] for f in received)
+            and not any(  # type: ignore[arg-type]
+                f is not None and f[0]
+                for f in sent  # type: ignore[union-attr]
+            )
+        )
+
+    def _dead_relu_input(self, node: Any) -> Any:
+        if not type(node).__name__.startswith(
+            ("AddmmBackward", "MmBackward", "BmmBackward", "MvBackward")
+        ):
+            return None
+        for child, _ in node.next_functions:
+            if child is not None and type(child).__name__ in _RELU and self._dead(child):
+                return child
+        return None
+
+    def _describe(self, node: Any, empty: bool = False) -> Culprit:
+        culprit = describe(node, empty, self.probe.shapes.get(id(node)))
+        if type(node).__name__ in _RELU:
+            self.related = None
+            culprit.message += self._negative_bias(node)
+            culprit.related = self.related
+        return culprit
+
+    def _negative_bias(self, relu: Any) -> str:
+        """Where visible, why the ReLU is dead: the bias of the layer feeding it is all negative."""
+        for child, _ in relu.next_functions:
+            if child is None or not type(child).__name__.startswith("AddmmBackward"):
+                continue
+            first = child.next_functions[0][0] if child.next_functions else None
+            bias = getattr(first, "variable", None)
+            if isinstance(bias, torch.Tensor) and bias.numel() and bool((bias.detach() < 0).all()):
+                text = f"; the bias feeding it is negative everywhere (max {float(bias.detach().max()):.3g})"
+                where = None
+                for table in (self.param_writes, self.data_written):
+                    where = where or (table.get(bias) if table is not None else None)
+                if where is not None:
+                    self.related = where
+                    text += f", set at {where.site.display}"
+                return text
+        return ""
+
+    def relu_near(self, param: torch.Tensor, depth: int = 4) -> Any:
+        """The ReLU-like node just downstream (toward the loss) of a parameter, if any."""
+        node = self.acc_of.get(id(param))
+        frontier = [node] if node is not None else []
+        for _ in range(depth):
+            nxt = []
+            for n in frontier:
+                for parent in self.parents.get(id(n), ()):
+                    if type(parent).__name__ in _RELU:
+                        return parent
+                    nxt.append(parent)
+            frontier = nxt
+        return None
+
+
+def stamp_of(node: Any) -> tuple[Site | None, Any]:
+    try:
+        meta = node.metadata
+    except Exception:
+        return None, None
+    return meta.get(_META_KEY, (None, None))
+
+
+def describe(node: Any, empty: bool, shape: tuple[int, ...] | None = None) -> Culprit:
+    name = type(node).__name__
+    site, module = stamp_of(node)
+    if name in _ZERO_DERIVATIVE:
+        op = _ZERO_DERIVATIVE[name]
+        return Culprit(
+            "nondifferentiable_op",
+            name,
+            site,
+            module,
+            f"`{op}` has a zero derivative everywhere: no gradient passes through it ({name})",
+        )
+    if empty:
+        return Culprit(
+            "zero_grad_flow",
+            name,
+            site,
+            module,
+            f"the selection feeding this op is empty, so it passes no gradient ({name})",
+        )
+    if name in _RELU:
+        units = (
+            shape[-1] if shape else None
+        )  # saved tensors are freed by now: the hook kept the shape
+        what = f"all {units} units" if units else "every unit"
+        return Culprit(
+            "zero_grad_flow",
+            name,
+            site,
+            module,
+            f"{what} of this ReLU are inactive for this batch (dead ReLU, {name})",
+        )
+    if name in _CLAMP:
+        return Culprit(
+            "zero_grad_flow",
+            name,
+            site,
+            module,
+            f"the clamp is saturated: every value lies outside its range ({name})",
+        )
+    if name == "MulBackward1":
+        return Culprit(
+            "zero_grad_flow",
+            name,
+            site,
+            module,
+            f"multiplied by the number 0 (a weight or schedule that is zero) ({name})",
+        )
+    if name.startswith("MulBackward"):
+        return Culprit(
+            "zero_grad_flow",
+            name,
+            site,
+            module,
+            f"multiplied by a tensor that is zero everywhere (a mask or weight) ({name})",
+        )
+    if name.startswith("WhereBackward"):
+        return Culprit(
+            "zero_grad_flow",
+            name,
+            site,
+            module,
+            f"`torch.where` never selects the branch these parameters feed ({name})",
+        )
+    if name.startswith(("IndexBackward", "MaskedSelectBackward", "MaskedFillBackward")):
+        return Culprit(
+            "zero_grad_flow",
+            name,
+            site,
+            module,
+            f"the selection/mask passes no element of this value ({name})",
+        )
+    return Culprit(
+        "zero_grad_flow",
+        name,
+        site,
+        module,
+        f"`{name}` passed an all-zero gradient toward these parameters",
+    )
+
+
+def is_zero(grad: torch.Tensor | None, atol: float) -> bool:
+    if grad is None:
+        return False
+    if grad.numel() == 0:
+        return True
+    g = grad.detach()
+    return bool(g.abs().max() <= atol) if atol > 0 else not bool(g.any())
+
+
+def dead_fraction(grad: torch.Tensor | None) -> float | None:
+    """Fraction of output units (rows) whose gradient is exactly zero, for matrices."""
+    if grad is None or grad.dim() < 2 or grad.shape[0] < 2:
+        return None
+    rows = grad.detach().reshape(grad.shape[0], -1)
+    return float((~rows.any(dim=1)).float().mean())
