@@ -7,6 +7,7 @@ it fails (an uncaught exception is 1, Ctrl-C is 130).
 
 from __future__ import annotations
 
+import os
 import sys
 from importlib import metadata
 from typing import Annotated, Any
@@ -83,10 +84,11 @@ def _root(
     """Find parameters that never learn — and the line of your code that caused it."""
 
 
-@app.command(
-    context_settings={"allow_extra_args": True, "allow_interspersed_args": False},
-    epilog=EPILOG,
-)
+Opt = typer.Option
+_RUN_SETTINGS = {"allow_extra_args": True, "allow_interspersed_args": False}
+
+
+@app.command(context_settings=_RUN_SETTINGS, epilog=EPILOG)
 def run(
     ctx: typer.Context,
     script: Annotated[
@@ -98,44 +100,227 @@ def run(
     ] = None,
     module: Annotated[
         str | None,
-        typer.Option(
-            "-m", "--module", help="Run a module as `python -m MODULE` does.", show_default=False
+        Opt("-m", "--module", help="Run a module as `python -m MODULE` does.", show_default=False),
+    ] = None,
+    config_path: Annotated[
+        str | None,
+        Opt(
+            "--config",
+            help="Config file (default: $GRADCHECK_CONFIG, ./gradcheck.yaml, ./.gradcheck.yaml, [tool.gradcheck] in ./pyproject.toml).",
+            show_default=False,
         ),
     ] = None,
     json_path: Annotated[
         str | None,
-        typer.Option(
-            "--json", help="Write the JSON report (format 1) to this file.", show_default=False
+        Opt("--json", help="Write the JSON report (format 1) to this file.", show_default=False),
+    ] = None,
+    sarif_path: Annotated[
+        str | None,
+        Opt(
+            "--sarif",
+            help="Write a SARIF 2.1.0 report (GitHub code scanning) to this file.",
+            show_default=False,
+        ),
+    ] = None,
+    output_format: Annotated[
+        str | None,
+        Opt(
+            "--format",
+            help="console (default) or github (workflow annotations; automatic when GITHUB_ACTIONS=true).",
+            show_default=False,
         ),
     ] = None,
     steps: Annotated[
-        str,
-        typer.Option("--steps", help="Which backward calls to check: N (the first N) or 'all'."),
-    ] = "all",
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print findings only.")] = False,
+        str | None,
+        Opt(
+            "--steps",
+            help="Which backward calls to check: N (the first N) or 'all'.",
+            show_default=False,
+        ),
+    ] = None,
+    stop_after: Annotated[
+        int | None,
+        Opt(
+            "--stop-after",
+            help="End the script after N checked backward calls.",
+            show_default=False,
+        ),
+    ] = None,
+    expect: Annotated[
+        list[str] | None,
+        Opt(
+            "--expect",
+            help="Name or glob that must receive a non-zero gradient (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
+    allow_none: Annotated[
+        list[str] | None,
+        Opt(
+            "--allow-none",
+            help="Name or glob allowed to get no gradient (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
+    allow_zero: Annotated[
+        list[str] | None,
+        Opt(
+            "--allow-zero",
+            help="Name or glob allowed to get an all-zero gradient (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
+    frozen: Annotated[
+        list[str] | None,
+        Opt(
+            "--frozen", help="Name or glob that must stay frozen (repeatable).", show_default=False
+        ),
+    ] = None,
+    ignore: Annotated[
+        list[str] | None,
+        Opt("--ignore", help="Finding kind or rule id to ignore (repeatable).", show_default=False),
+    ] = None,
+    zero_atol: Annotated[
+        float | None,
+        Opt(
+            "--zero-atol",
+            help="A gradient with max |g| <= this counts as zero.",
+            show_default=False,
+        ),
+    ] = None,
+    fail_on: Annotated[
+        str | None, Opt("--fail-on", help="error (default), warning or never.", show_default=False)
+    ] = None,
+    quiet: Annotated[bool, Opt("--quiet", "-q", help="Print findings only.")] = False,
     verbose: Annotated[
         bool,
-        typer.Option(
-            "--verbose", "-v", help="Print every tensor name, full stacks and info findings."
-        ),
+        Opt("--verbose", "-v", help="Print every tensor name, full stacks and all info findings."),
     ] = False,
     no_color: Annotated[
-        bool, typer.Option("--no-color", help="No colors (NO_COLOR is honoured too).")
+        bool, Opt("--no-color", help="No colors (NO_COLOR is honoured too).")
     ] = False,
     exit_zero: Annotated[
         bool,
-        typer.Option(
+        Opt(
             "--exit-zero",
             help="Exit 0 even when there are findings (the script's own failure still counts).",
         ),
     ] = False,
 ) -> None:
     """Run SCRIPT [ARGS...] (or -m MODULE [ARGS...]) exactly as python would, and check every backward()."""
+    target, args, as_module = _target(ctx, script, module)
+    from gradcheck_cli.config import apply_overrides, load_config
+
+    config = apply_overrides(
+        load_config(config_path),
+        steps=steps,
+        stop_after=stop_after,
+        expect=expect or None,
+        allow_none=allow_none or None,
+        allow_zero=allow_zero or None,
+        frozen=frozen or None,
+        ignore=ignore or None,
+        zero_atol=zero_atol,
+        fail_on=fail_on,
+    )
+    if output_format not in (None, "console", "github"):
+        raise CommandError(f"--format must be 'console' or 'github', not {output_format!r}")
+    github = output_format == "github" or (
+        output_format is None and os.environ.get("GITHUB_ACTIONS") == "true"
+    )
+    code = execute(
+        target,
+        args,
+        as_module,
+        config,
+        json_path=json_path,
+        sarif_path=sarif_path,
+        github=github,
+        quiet=quiet,
+        verbose=verbose,
+        no_color=no_color,
+    )
+    if exit_zero and code == EXIT_FINDINGS:
+        code = EXIT_CLEAN
+    raise typer.Exit(code)
+
+
+@app.command(context_settings=_RUN_SETTINGS)
+def init(
+    ctx: typer.Context,
+    script: Annotated[
+        str | None,
+        typer.Argument(
+            help="The script to run up to its first backward(), then its arguments.",
+            show_default=False,
+        ),
+    ] = None,
+    module: Annotated[
+        str | None,
+        Opt("-m", "--module", help="Run a module as `python -m MODULE` does.", show_default=False),
+    ] = None,
+    output: Annotated[
+        str, Opt("--output", "-o", help="Where to write the config.")
+    ] = "gradcheck.yaml",
+    force: Annotated[bool, Opt("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Run the script to its first backward() and write a commented gradcheck.yaml listing what it trains."""
+    target, args, as_module = _target(ctx, script, module)
+    if os.path.exists(output) and not force:
+        raise CommandError(f"{output} already exists (use --force to overwrite it)")
+    from gradcheck_cli.config import Config
+    from gradcheck_cli.init_config import render_config
+    from gradcheck_cli.runner import ScriptRunner
+    from gradcheck_cli.session import Session
+
+    runner = ScriptRunner(target, args, as_module=as_module)
+    runner.prepare()
+    session = Session(Config(steps=1, stop_after=1))
+    session.start()
+    try:
+        outcome = runner.run()
+    finally:
+        session.stop()
+    if session.backward_calls == 0:
+        raise CommandError(
+            f"{target} ended (exit status {outcome.exit_code}) before calling backward(); nothing to list"
+        )
+    text = render_config(session, " ".join([target, *args]))
+    from gradcheck_cli.report import write_atomic
+
+    write_atomic(output, text)
+    print(f"gradcheck: wrote {output}", file=sys.stderr)
+    raise typer.Exit(EXIT_CLEAN)
+
+
+@app.command()
+def schema(
+    which: Annotated[
+        str, typer.Argument(help="report (the JSON report, format 1) or config (gradcheck.yaml).")
+    ] = "report",
+) -> None:
+    """Print the JSON Schema of the report or of the config file."""
+    import json
+    from importlib import resources
+
+    if which not in ("report", "config"):
+        raise CommandError(f"no schema named {which!r} (choose 'report' or 'config')")
+    text = (
+        resources.files("gradcheck_cli")
+        .joinpath("schemas", f"{which}.schema.json")
+        .read_text(encoding="utf-8")
+    )
+    print(json.dumps(json.loads(text), indent=2))
+
+
+def _target(
+    ctx: typer.Context, script: str | None, module: str | None
+) -> tuple[str, list[str], bool]:
     args = list(ctx.args)
     if module is not None:
-        target, as_module = module, True
         if script is not None:
             args.insert(0, script)
+        target, as_module = module, True
     elif script is not None:
         target, as_module = script, False
     else:
@@ -146,34 +331,7 @@ def run(
         args = args[
             1:
         ]  # `gradcheck run train.py -- --epochs 1`: the separator is ours, not the script's
-    from gradcheck_cli.config import Config
-
-    config = Config(steps=_parse_steps(steps))
-    code = execute(
-        target,
-        args,
-        as_module,
-        config,
-        json_path=json_path,
-        quiet=quiet,
-        verbose=verbose,
-        no_color=no_color,
-    )
-    if exit_zero and code == EXIT_FINDINGS:
-        code = EXIT_CLEAN
-    raise typer.Exit(code)
-
-
-def _parse_steps(value: str) -> int | str:
-    if value == "all":
-        return "all"
-    try:
-        n = int(value)
-    except ValueError:
-        raise CommandError(f"--steps must be a number or 'all', not {value!r}") from None
-    if n < 1:
-        raise CommandError("--steps must be at least 1")
-    return n
+    return target, args, as_module
 
 
 def execute(
@@ -183,11 +341,13 @@ def execute(
     config: Any,
     *,
     json_path: str | None = None,
+    sarif_path: str | None = None,
+    github: bool = False,
     quiet: bool = False,
     verbose: bool = False,
     no_color: bool = False,
 ) -> int:
-    """Run the target under a session, render the report, return the exit code."""
+    """Run the target under a session, render the report(s), return the exit code."""
     from gradcheck_cli.runner import ScriptRunner
 
     runner = ScriptRunner(target, args, as_module=as_module)
@@ -213,17 +373,32 @@ def execute(
             else None
         )
         error = m.ScriptError(e.type, e.message, site)
+    stopped = outcome.stop is not None and outcome.stop.stopped_early
     script = m.ScriptInfo(
         path=display_path(runner.file or target) if not as_module else target,
         argv=[runner.argv0, *args],
         exit_code=outcome.exit_code,
         error=error,
         interrupted=outcome.interrupted,
+        stopped_early=stopped,
     )
     report = session.build_report(script)
     if json_path:
         write_atomic(json_path, to_json(report))
+    if sarif_path:
+        import json
+
+        from gradcheck_cli.sarif import render_sarif
+
+        write_atomic(sarif_path, json.dumps(render_sarif(report), indent=2) + "\n")
+    if outcome.stop is not None and not stopped:
+        print(f"gradcheck: error: {outcome.stop.message}", file=sys.stderr)
+        return outcome.stop.exit_code
     render_console(report, make_console(no_color=no_color), verbose=verbose, quiet=quiet)
+    if github:
+        from gradcheck_cli.github import write_github_outputs
+
+        write_github_outputs(report, os.environ, sys.stderr)
     if outcome.exit_code != 0:
         return outcome.exit_code
     failing = {"error": ("error",), "warning": ("error", "warning"), "never": ()}[config.fail_on]
@@ -232,9 +407,15 @@ def execute(
     return EXIT_INTERNAL if report.internal_errors else EXIT_CLEAN
 
 
+_VALUE_OPTIONS = {
+    "--config", "--json", "--sarif", "--format", "--steps", "--stop-after", "--expect", "--allow-none",
+    "--allow-zero", "--frozen", "--ignore", "--zero-atol", "--fail-on",
+}  # fmt: skip
+
+
 def _split_module_args(argv: list[str]) -> list[str]:
     """``run -m MOD ARGS``: like ``python -m``, everything after the module belongs to it."""
-    if not argv or argv[0] != "run":
+    if not argv or argv[0] not in ("run", "init"):
         return argv
     i = 1
     while i < len(argv):
@@ -247,7 +428,7 @@ def _split_module_args(argv: list[str]) -> list[str]:
             return [*argv[:i], "-m", tok[2:], "--", *argv[i + 1 :]]
         if tok.startswith("--module="):
             return [*argv[: i + 1], "--", *argv[i + 1 :]]
-        if tok in ("--json", "--steps") and "=" not in tok:
+        if tok in _VALUE_OPTIONS:
             i += 2
             continue
         i += 1

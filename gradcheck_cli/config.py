@@ -1,9 +1,66 @@
-"""The effective configuration of a run (what is checked, what fails the run)."""
+"""The effective configuration of a run: what is checked, what is expected, what fails the run.
+
+A config comes from the first of: an explicit path, ``$GRADCHECK_CONFIG``, ``./gradcheck.yaml``,
+``./.gradcheck.yaml``, the ``[tool.gradcheck]`` table of ``./pyproject.toml``; else the defaults.
+Command-line values then win over the file (:func:`apply_overrides`).
+
+YAML is read with ``yaml.safe_load`` semantics only (the SafeLoader's constructors; any other tag is
+refused before anything is constructed). Every problem raises :class:`ConfigError` with one line
+that starts with where it is: ``gradcheck.yaml:4:1: unknown key 'expct' (did you mean 'expect'?)``,
+or ``pyproject.toml [tool.gradcheck]:7: ...`` (TOML positions are found by scanning, lines only).
+
+A key set to null (``expect:`` with nothing after it) takes its default. A single string is accepted
+where a list of strings is expected.
+
+Names in ``expect``/``allow_none``/``allow_zero``/``frozen`` are matched by :func:`match_names`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import difflib
+import functools
+import json
+import math
+import os
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from importlib import resources
 from typing import Any
+
+import yaml
+
+from gradcheck_cli.errors import CommandError
+from gradcheck_cli.rules import RULES
+
+if sys.version_info >= (3, 11):
+    import tomllib as _toml
+else:  # pragma: no cover - Python 3.10
+    try:
+        import tomli as _toml
+    except ModuleNotFoundError:
+        _toml = None
+
+CONFIG_ENV = "GRADCHECK_CONFIG"
+CONFIG_FILES = ("gradcheck.yaml", ".gradcheck.yaml")
+PYPROJECT = "pyproject.toml"
+FAIL_ON = ("error", "warning", "never")
+NAME_KEYS = ("expect", "allow_none", "allow_zero", "frozen")
+LIST_KEYS = (*NAME_KEYS, "ignore")
+KEYS = (*NAME_KEYS, "steps", "stop_after", "zero_atol", "fail_on", "ignore")
+IGNORABLE = (*RULES, *(rule.id for rule in RULES.values()))  # finding kinds, then rule ids
+
+Position = tuple[int, int]
+
+
+class ConfigError(CommandError):
+    """A config value gradcheck cannot use (exit 2); ``message`` is ``<location>: <detail>``."""
+
+    def __init__(self, detail: str, location: str = "") -> None:
+        super().__init__(f"{location}: {detail}" if location else detail)
+        self.detail = detail
+        self.location = location
 
 
 @dataclass
@@ -12,10 +69,684 @@ class Config:
     fail_on: str = "error"  # error | warning | never
     zero_atol: float = 0.0
     expect: list[str] = field(default_factory=list)
-    ignore: list[str] = field(default_factory=list)
+    ignore: list[str] = field(default_factory=list)  # finding kinds or rule ids
+    allow_none: list[str] = field(default_factory=list)
+    allow_zero: list[str] = field(default_factory=list)
+    frozen: list[str] = field(default_factory=list)
+    stop_after: int | None = None
+    source: str | None = field(default=None, compare=False)
+    # "steps" -> where its value is; "expect[2]" -> where that entry is; (line, column), 1-based
+    positions: dict[str, Position] = field(default_factory=dict, compare=False, repr=False)
+    from_cli: frozenset[str] = field(default=frozenset(), compare=False, repr=False)  # keys
 
     def checks_step(self, index: int) -> bool:
         return self.steps == "all" or index < int(self.steps)
 
+    def ignores(self, kind: str) -> bool:
+        """Whether findings of ``kind`` are ignored (by their kind or by their rule id)."""
+        rule = RULES.get(kind)
+        return kind in self.ignore or (rule is not None and rule.id in self.ignore)
+
+    def where(self, key: str) -> str:
+        """Where ``key`` (``"expect[2]"`` or ``"steps"``) was set, to start a message with.
+
+        ``gradcheck.yaml:3:5``, ``pyproject.toml [tool.gradcheck]:7``, ``--expect`` for a
+        command-line value, the file alone when the position is unknown, "" for no file.
+        """
+        base = key.partition("[")[0]
+        if base in self.from_cli:
+            return _option(base)
+        position = self.positions.get(key)
+        if position is None and key.endswith("]"):
+            position = self.positions.get(base)
+        return _location(self.source, position)
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {key: _copy(getattr(self, key)) for key in KEYS}
+
+
+def _copy(value: Any) -> Any:
+    return list(value) if isinstance(value, list) else value
+
+
+# -- loading -------------------------------------------------------------------------------------
+
+
+def load_config(
+    path: str | None = None,
+    *,
+    cwd: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """The config from ``path``, else ``$GRADCHECK_CONFIG``, else discovered in ``cwd``.
+
+    Relative paths are taken from ``cwd`` (the process's working directory when None).
+    """
+    env = os.environ if environ is None else environ
+
+    def resolve(name: str) -> str:
+        return name if cwd is None or os.path.isabs(name) else os.path.join(cwd, name)
+
+    if path is not None:
+        return _load_file(resolve(path), f"config file not found: {path}")
+    from_env = env.get(CONFIG_ENV)
+    if from_env:
+        return _load_file(
+            resolve(from_env), f"config file not found: {from_env} (from ${CONFIG_ENV})"
+        )
+    for name in CONFIG_FILES:
+        candidate = resolve(name)
+        if os.path.isfile(candidate):
+            return _load_file(candidate, "")
+    candidate = resolve(PYPROJECT)
+    if os.path.isfile(candidate):
+        entries = _pyproject_entries(_read(candidate), candidate, required=False)
+        if entries is not None:
+            return _build(entries, candidate)
+    return Config()
+
+
+def _load_file(path: str, missing: str) -> Config:
+    if not os.path.exists(path):
+        raise ConfigError(missing)
+    if os.path.isdir(path):
+        raise ConfigError(f"config file is a directory: {path}")
+    text = _read(path)
+    if _is_toml(path):
+        entries = _pyproject_entries(text, path, required=True)
+        assert entries is not None
+    else:
+        entries = _yaml_entries(text, path)
+    return _build(entries, path)
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            return f.read()
+    except UnicodeDecodeError:
+        raise ConfigError("cannot read the config: it is not UTF-8 text", _shown(path)) from None
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror or e}") from None
+
+
+@dataclass
+class _Entry:
+    key: Any
+    value: Any
+    key_at: Position | None
+    value_at: Position | None
+    items_at: list[Position | None]  # where each list entry is (a lone string counts as one)
+
+
+def _build(entries: list[_Entry], source: str) -> Config:
+    values: dict[str, Any] = {}
+    positions: dict[str, Position] = {}
+    for entry in entries:
+        key = entry.key
+        if key not in KEYS:
+            shown = repr(key) if isinstance(key, str) else str(key)
+            close = difflib.get_close_matches(str(key), KEYS, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(KEYS)}"
+            raise ConfigError(f"unknown key {shown} ({hint})", _location(source, entry.key_at))
+        if entry.value_at is not None:
+            positions[key] = entry.value_at
+        listed = key in LIST_KEYS and isinstance(entry.value, (str, list))
+        for index, at in enumerate(entry.items_at if listed else []):
+            if at is not None:
+                positions[f"{key}[{index}]"] = at
+        try:
+            values[key] = _coerce(key, entry.value)
+        except _Invalid as e:
+            at = entry.value_at
+            if e.index is not None and e.index < len(entry.items_at):
+                at = entry.items_at[e.index] or at
+            raise ConfigError(e.detail, _location(source, at)) from None
+    return Config(**values, source=source, positions=positions)
+
+
+# -- values --------------------------------------------------------------------------------------
+
+
+class _Invalid(Exception):
+    def __init__(self, detail: str, index: int | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.index = index
+
+
+def _coerce(key: str, value: Any) -> Any:
+    if value is None:
+        return getattr(Config(), key)
+    if key in NAME_KEYS:
+        return _strings(key, value, "names or globs", "a name or glob")
+    if key == "ignore":
+        entries = _strings(key, value, "finding kinds or rule ids", "a finding kind or rule id")
+        for index, entry in enumerate(entries):
+            _check_ignorable(entry, index)
+        return entries
+    if key == "steps":
+        if value == "all":
+            return "all"
+        n = _positive_int(value)
+        if n is None:
+            raise _Invalid(f"'steps' must be a positive integer or 'all', not {_show(value)}")
+        return n
+    if key == "stop_after":
+        n = _positive_int(value)
+        if n is None:
+            raise _Invalid(f"'stop_after' must be a positive integer, not {_show(value)}")
+        return n
+    if key == "zero_atol":
+        number: float | None = None
+        # YAML 1.1 reads `1e-6` (no dot) as a string, so numeric strings are accepted.
+        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            try:
+                number = float(value)
+            except (ValueError, OverflowError):
+                number = None
+        if number is None or not math.isfinite(number) or number < 0:
+            raise _Invalid(f"'zero_atol' must be a number >= 0, not {_show(value)}")
+        return number
+    if key == "fail_on":
+        if value in FAIL_ON:
+            return value
+        choices = ", ".join(repr(c) for c in FAIL_ON)
+        detail = f"'fail_on' must be one of {choices}, not {_show(value)}"
+        close = difflib.get_close_matches(value, FAIL_ON, n=1) if isinstance(value, str) else []
+        raise _Invalid(detail + (f" (did you mean {close[0]!r}?)" if close else ""))
+    raise KeyError(key)
+
+
+def _strings(key: str, value: Any, plural: str, singular: str) -> list[str]:
+    if isinstance(value, str):
+        value = [value]
+    elif not isinstance(value, (list, tuple)):
+        raise _Invalid(f"{key!r} must be a list of strings ({plural}), not {_type_name(value)}")
+    for index, item in enumerate(value):
+        if not isinstance(item, str):
+            raise _Invalid(
+                f"'{key}[{index}]' must be a string ({singular}), not {_type_name(item)}", index
+            )
+        if not item:
+            raise _Invalid(f"'{key}[{index}]' must not be empty", index)
+    return list(value)
+
+
+def _check_ignorable(entry: str, index: int) -> None:
+    if entry in IGNORABLE:
+        return
+    ids = {rule.id for rule in RULES.values()}
+    if entry.upper() in ids:
+        close = [entry.upper()]
+    else:
+        close = difflib.get_close_matches(entry.replace("-", "_").lower(), IGNORABLE, n=1)
+    hint = f"did you mean {close[0]!r}?" if close else f"kinds: {', '.join(RULES)}"
+    raise _Invalid(
+        f"'ignore' entry {entry!r} is neither a finding kind nor a rule id ({hint})", index
+    )
+
+
+def _positive_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)
+    if isinstance(value, int) and value >= 1:
+        return value
+    return None
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, (list, tuple)):
+        return "list"
+    if isinstance(value, dict):
+        return "mapping"
+    return type(value).__name__
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (str, int, float)):
+        return repr(value)
+    return _type_name(value)
+
+
+# -- command line --------------------------------------------------------------------------------
+
+
+def apply_overrides(config: Config, **cli_values: Any) -> Config:
+    """A copy of ``config`` where every CLI value that is not None replaces the file's value.
+
+    Values are validated as the file's are; a list replaces the file's list (it does not extend it).
+    """
+    changes: dict[str, Any] = {}
+    positions = dict(config.positions)
+    for key, value in cli_values.items():
+        if key not in KEYS:
+            raise TypeError(f"apply_overrides() got an unknown config key {key!r}")
+        if value is None:
+            continue
+        try:
+            changes[key] = _coerce(key, value)
+        except _Invalid as e:
+            raise ConfigError(e.detail, _option(key)) from None
+        for name in [k for k in positions if k == key or k.startswith(key + "[")]:
+            del positions[name]  # the value no longer comes from the file
+    from_cli = config.from_cli | frozenset(changes)
+    return replace(config, **changes, positions=positions, from_cli=from_cli)
+
+
+def _option(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+# -- YAML ----------------------------------------------------------------------------------------
+
+_YAML_TAG = "tag:yaml.org,2002:"
+_SAFE_TAGS = frozenset(t for t in yaml.SafeLoader.yaml_constructors if t is not None) | {
+    _YAML_TAG + "merge"
+}
+
+
+def _yaml_entries(text: str, source: str) -> list[_Entry]:
+    loader: yaml.SafeLoader | None = None
+    try:
+        try:
+            loader = yaml.SafeLoader(text)  # the Reader already refuses control characters
+            root = loader.get_single_node()
+            if root is None:
+                return []  # an empty file (or only comments)
+            _check_tags(root, source)
+            if not isinstance(root, yaml.MappingNode):
+                kind = _type_name(_construct(loader, root, source))
+                raise ConfigError(
+                    f"the config must be a mapping of keys to values, not {kind}",
+                    _location(source, _mark(root)),
+                )
+            first_at: dict[Any, Position] = {}
+            for key_node, _ in root.value:
+                if key_node.tag == _YAML_TAG + "merge":
+                    continue
+                key = _construct(loader, key_node, source)
+                if _hashable(key) and key in first_at:
+                    line = first_at[key][0]
+                    raise ConfigError(
+                        f"duplicate key {key!r} (first set on line {line})",
+                        _location(source, _mark(key_node)),
+                    )
+                if _hashable(key):
+                    first_at[key] = _mark(key_node)
+            loader.flatten_mapping(root)  # `<<: *defaults` merges, as safe_load does
+            entries: dict[Any, _Entry] = {}
+            for key_node, value_node in root.value:
+                key = _construct(loader, key_node, source)
+                value = _construct(loader, value_node, source)
+                if isinstance(value_node, yaml.SequenceNode):
+                    items_at: list[Position | None] = [_mark(n) for n in value_node.value]
+                else:
+                    items_at = [_mark(value_node)]
+                entry = _Entry(key, value, _mark(key_node), _mark(value_node), items_at)
+                entries[key if _hashable(key) else id(key_node)] = entry
+            return list(entries.values())
+        except yaml.MarkedYAMLError as e:
+            mark = e.problem_mark or e.context_mark
+            at = (mark.line + 1, mark.column + 1) if mark is not None else None
+            problem = e.problem or e.context or "unreadable"
+            if e.context and problem.startswith("but "):  # "expected ..., but found ..."
+                problem = f"{e.context}, {problem}"
+            if problem.endswith("but got '['"):  # `expect: [model.blocks[0].weight]`
+                problem += " (quote a name that holds brackets: 'model.blocks[0].weight')"
+            raise ConfigError(f"invalid YAML: {problem}", _location(source, at)) from None
+        except yaml.reader.ReaderError as e:
+            line = text.count("\n", 0, e.position) + 1
+            column = e.position - (text.rfind("\n", 0, e.position) + 1) + 1
+            detail = f"invalid YAML: unacceptable character #x{e.character:04x}: {e.reason}"
+            raise ConfigError(detail, _location(source, (line, column))) from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"invalid YAML: {' '.join(str(e).split())}", _shown(source)) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def _construct(loader: yaml.SafeLoader, node: yaml.Node, source: str) -> Any:
+    try:
+        return loader.construct_object(node, deep=True)
+    except (ValueError, TypeError, OverflowError) as e:  # e.g. `!!int abc`
+        raise ConfigError(f"invalid YAML: {e}", _location(source, _mark(node))) from None
+
+
+def _check_tags(root: yaml.Node, source: str) -> None:
+    """Refuse tags the SafeLoader does not know (``!!python/object:...``) before constructing."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if node.tag not in _SAFE_TAGS:
+            tag = node.tag.replace(_YAML_TAG, "!!", 1)
+            raise ConfigError(
+                f"unsupported YAML tag {tag!r} (a config holds only plain strings, numbers, "
+                "booleans, lists and mappings)",
+                _location(source, _mark(node)),
+            )
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                stack.extend((key_node, value_node))
+
+
+def _mark(node: yaml.Node) -> Position:
+    return (node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
+# -- pyproject.toml ------------------------------------------------------------------------------
+
+
+def _pyproject_entries(text: str, source: str, *, required: bool) -> list[_Entry] | None:
+    """The ``[tool.gradcheck]`` table as entries; None if there is none and it is not required."""
+    if _toml is None:
+        if required:
+            raise ConfigError("reading TOML needs Python >= 3.11 or the 'tomli' package", source)
+        return None
+    try:
+        data = _toml.loads(text)
+    except _toml.TOMLDecodeError as e:
+        if not required and "gradcheck" not in text:
+            return None  # someone else's broken pyproject.toml
+        message = str(e)
+        at = re.search(r"\s*\(at line (\d+), column (\d+)\)$", message)
+        where = _shown(source)
+        if at:
+            message = message[: at.start()]
+            where = f"{where}:{at.group(1)}:{at.group(2)}"
+        raise ConfigError(f"invalid TOML: {message}", where) from None
+    tool = data.get("tool")
+    table = tool.get("gradcheck") if isinstance(tool, dict) else None
+    if table is None:
+        if required:
+            raise ConfigError("no [tool.gradcheck] table", _shown(source))
+        return None
+    if not isinstance(table, dict):
+        raise ConfigError(f"must be a table, not {_type_name(table)}", _location(source, None))
+    spots = _toml_positions(text)
+    entries = []
+    for key, value in table.items():
+        key_at, value_at, items_at = spots.get(key, (None, None, []))
+        entries.append(_Entry(key, value, key_at, value_at, list(items_at)))
+    return entries
+
+
+_TOML_HEADER = re.compile(r"^\s*\[\[?([^\[\]]*)\]\]?\s*(?:#.*)?$")
+_TOML_KEY = re.compile(r"""^\s*(?:"([^"]*)"|'([^']*)'|([A-Za-z0-9_-]+))\s*([=.])""")
+
+
+def _toml_positions(
+    text: str,
+) -> dict[str, tuple[Position, Position, list[Position | None]]]:
+    """Best effort: where each key of ``[tool.gradcheck]``, its value and its list entries are."""
+    lines = text.splitlines()
+    found: dict[str, tuple[Position, Position, list[Position | None]]] = {}
+    inside = False
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        header = _TOML_HEADER.match(line)
+        if header:
+            parts = [p.strip().strip("\"'") for p in header.group(1).split(".")]
+            inside = parts[:2] == ["tool", "gradcheck"]
+            if inside and len(parts) > 2:  # [tool.gradcheck.something]
+                at = (i + 1, line.index("[") + 1)
+                found.setdefault(parts[2], (at, at, []))
+            i += 1
+            continue
+        key = _TOML_KEY.match(line) if inside else None
+        if key:
+            group = next(g for g in (1, 2, 3) if key.group(g) is not None)
+            name = key.group(group)
+            key_at = (i + 1, key.start(group) + (1 if group == 3 else 0))
+            if key.group(4) == "=":
+                value_at, items_at, i = _toml_value(lines, i, key.end())
+            else:
+                value_at, items_at = key_at, []
+            found.setdefault(name, (key_at, value_at, items_at))
+        i += 1
+    return found
+
+
+def _toml_value(
+    lines: list[str], row: int, col: int
+) -> tuple[Position, list[Position | None], int]:
+    """Scan the value starting at ``lines[row][col:]``: its position, its entries', its last row."""
+    value_at: Position | None = None
+    items: list[Position | None] = []
+    depth = 0
+    expect_item = False
+    while row < len(lines):
+        line = lines[row]
+        while col < len(line):
+            c = line[col]
+            if c in " \t":
+                col += 1
+                continue
+            if c == "#":
+                break
+            at = (row + 1, col + 1)
+            if value_at is None:
+                value_at = at
+                if c != "[":
+                    return value_at, [at], row  # a scalar; a lone string counts as one entry
+            if depth == 1 and expect_item and c not in ",]":
+                items.append(at)
+                expect_item = False
+            if c in "\"'":
+                col = _skip_string(line, col)
+                continue
+            if c == "[":
+                depth += 1
+                expect_item = depth == 1
+            elif c == "]":
+                depth -= 1
+                if depth == 0:
+                    return value_at, items, row
+            elif c == "," and depth == 1:
+                expect_item = True
+            col += 1
+        row += 1
+        col = 0
+    return value_at or (row, 1), items, max(row - 1, 0)
+
+
+def _skip_string(line: str, col: int) -> int:
+    quote = line[col]
+    col += 1
+    while col < len(line):
+        if line[col] == "\\" and quote == '"':
+            col += 2
+            continue
+        if line[col] == quote:
+            return col + 1
+        col += 1
+    return col
+
+
+# -- locations -----------------------------------------------------------------------------------
+
+
+def _is_toml(path: str) -> bool:
+    return path.endswith(".toml")
+
+
+def _shown(path: str) -> str:
+    """``path`` relative to the working directory when it is below it (as a user would type it)."""
+    if os.path.isabs(path):
+        try:
+            relative = os.path.relpath(path)
+        except ValueError:  # another drive (Windows)
+            return path
+        if relative != os.pardir and not relative.startswith(os.pardir + os.sep):
+            return relative
+    return path
+
+
+def _location(source: str | None, position: Position | None) -> str:
+    if source is None:
+        return ""
+    shown = _shown(source)
+    if _is_toml(source):
+        shown = f"{shown} [tool.gradcheck]"
+        return f"{shown}:{position[0]}" if position else shown
+    return f"{shown}:{position[0]}:{position[1]}" if position else shown
+
+
+# -- names ---------------------------------------------------------------------------------------
+
+
+def match_names(
+    patterns: Sequence[str], names: Sequence[str]
+) -> tuple[dict[str, list[str]], list[str]]:
+    """Which of ``names`` each pattern matches (every pattern is a key), and the unmatched patterns.
+
+    A pattern matches a name it equals, or as an fnmatch-style glob on the whole dotted name
+    (case-sensitive): ``*`` is any run of characters, dots included (``model.encoder.*``), ``?`` is
+    one character, and ``[...]`` is a character class (``[!...]`` negated) -- except that a bracket
+    group holding an integer or a quoted string (``[0]``, ``[12]``, ``['key']``) is literal, as in
+    the names gradcheck reports (``model.blocks[0].weight``, ``learner.vars[0]``). So ``[12]`` is
+    index 12, not "1 or 2"; write ``[1-2]`` for that class.
+    """
+    matches: dict[str, list[str]] = {}
+    unmatched: list[str] = []
+    for pattern in patterns:
+        if pattern in matches:
+            continue
+        regex = _glob_regex(pattern)
+        hits = [name for name in names if name == pattern or regex.fullmatch(name)]
+        matches[pattern] = hits
+        if not hits:
+            unmatched.append(pattern)
+    return matches, unmatched
+
+
+_LITERAL_INDEX = re.compile(r"\[(-?\d+|'[^']*'|\"[^\"]*\")\]")
+
+
+@functools.lru_cache(maxsize=512)
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == "*":
+            if not out or out[-1] != ".*":
+                out.append(".*")
+        elif c == "?":
+            out.append(".")
+        elif c == "[":
+            literal = _LITERAL_INDEX.match(pattern, i)
+            if literal:
+                out.append(re.escape(literal.group()))
+                i = literal.end()
+                continue
+            j = i + 1
+            if j < n and pattern[j] == "!":
+                j += 1
+            if j < n and pattern[j] == "]":
+                j += 1
+            end = pattern.find("]", j)
+            if end == -1:
+                out.append(re.escape(c))
+            else:
+                body = pattern[i + 1 : end].replace("\\", "\\\\").replace("[", "\\[")
+                body = re.sub(r"([&~|])", r"\\\1", body)  # no set operations
+                if body.startswith("!"):
+                    body = "^" + body[1:]
+                elif body.startswith("^"):
+                    body = "\\" + body
+                out.append(f"[{body}]")
+                i = end + 1
+                continue
+        else:
+            out.append(re.escape(c))
+        i += 1
+    try:
+        return re.compile("".join(out), re.DOTALL)
+    except re.error:  # e.g. a reversed range `[z-a]`: match the pattern literally
+        return re.compile(re.escape(pattern))
+
+
+def unmatched_error(
+    config: Config, key: str, pattern: str, index: int, names: Sequence[str]
+) -> ConfigError:
+    """The error for entry ``index`` of list ``key`` (``pattern``) matching none of ``names``."""
+    detail = f"{key} entry {pattern!r} matches no parameter"
+    closest = _closest(pattern, names)
+    if closest:
+        detail += "; closest: " + ", ".join(closest)
+    elif not names:
+        detail += " (no parameters were found)"
+    return ConfigError(detail, config.where(f"{key}[{index}]"))
+
+
+def _closest(pattern: str, names: Sequence[str], n: int = 3, cutoff: float = 0.6) -> list[str]:
+    word = re.sub(r"[*?]", "", pattern)
+    if not word:
+        return []
+    is_glob = word != pattern
+    matcher = difflib.SequenceMatcher()
+    matcher.set_seq2(word)
+
+    def score(name: str) -> float:
+        # A glob's literal part is also compared with the name's start and end
+        # (`model.encdr.*` is closest to `model.encoder.0.weight`, not to a short name).
+        candidates = [name, name[: len(word)], name[-len(word) :]] if is_glob else [name]
+        best = 0.0
+        for candidate in candidates:
+            matcher.set_seq1(candidate)
+            best = max(best, matcher.ratio())
+        return best
+
+    scored = [(score(name), name) for name in dict.fromkeys(names)]
+    best = max((s for s, _ in scored), default=0.0)
+    # Only the names about as close as the best one: a clearly worse match is noise.
+    floor = max(cutoff, best - 0.05)
+    ranked = sorted((s for s in scored if s[0] >= floor), key=lambda s: s[0], reverse=True)
+    return [name for _, name in ranked[:n]]  # ties keep the names' order
+
+
+# -- schema --------------------------------------------------------------------------------------
+
+
+def config_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a config file, for editors and validators."""
+    schema = resources.files("gradcheck_cli").joinpath("schemas/config.schema.json")
+    return json.loads(schema.read_text(encoding="utf-8"))
+
+
+__all__ = [
+    "CONFIG_ENV",
+    "CONFIG_FILES",
+    "FAIL_ON",
+    "KEYS",
+    "Config",
+    "ConfigError",
+    "apply_overrides",
+    "config_schema",
+    "load_config",
+    "match_names",
+    "unmatched_error",
+]

@@ -102,6 +102,7 @@ class Context:
     optimizer_groups: list[set[int]]
     explicit_inputs: list[torch.Tensor] | None = None
     backward_site: CallSite | None = None
+    expect_ids: set[int] = field(default_factory=set)  # tensors the config says must learn
 
 
 @dataclass
@@ -141,20 +142,22 @@ def diagnose(ctx: Context) -> Result:
             params = list(root.module.named_parameters())
             in_graph = id(root.module) in reached_roots
             cut_off = any(id(p) in cut_of for _, p in params)
-            if not in_graph and not (
-                cut_off and (not reached_roots or any(id(p) in shared for _, p in params))
-            ):
+            named = any(id(p) in ctx.expect_ids for _, p in params)
+            shares = not reached_roots or any(id(p) in shared for _, p in params)
+            if not in_graph and not (cut_off and (shares or named)):
                 continue
             for _, p in params:
                 qual = names.param_name.get(id(p))
                 if qual is None:
                     continue
-                if not p.requires_grad:
+                if not p.requires_grad and id(p) not in ctx.expect_ids:
                     res.checked.append((qual, "frozen", None))
                     continue
                 expected[id(p)] = (qual, p)
         for key, (name, t) in names.leaves.items():
-            if t.is_leaf and t.requires_grad and (key in reached or key in cut_of):
+            if key in ctx.expect_ids or (
+                t.is_leaf and t.requires_grad and (key in reached or key in cut_of)
+            ):
                 expected[key] = (name, t)
 
     missing: list[tuple[str, torch.Tensor]] = []
@@ -225,7 +228,7 @@ def diagnose(ctx: Context) -> Result:
                 [],
                 f"`{owner}.{u.attr}` is a plain {type(getattr(u.owner, u.attr)).__name__}: its tensors get gradients, "
                 "but model.parameters() (and so the optimizer) never includes them",
-                grad_state="none",
+                grad_state="present",
             )
         group.names.append(u.name)
     res.findings.extend(unreg.values())

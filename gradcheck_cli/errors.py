@@ -20,3 +20,17 @@ class CommandError(Exception):
         super().__init__(message)
         self.message = message
         self.exit_code = exit_code
+
+
+class GradcheckExit(BaseException):
+    """Ends the user's script from inside it (``stop_after``, a config name that matches nothing).
+
+    A BaseException, so the script's own ``except Exception:`` cannot swallow it; the runner turns
+    it into an exit status without a traceback.
+    """
+
+    def __init__(self, exit_code: int, message: str, stopped_early: bool = False) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.message = message
+        self.stopped_early = stopped_early

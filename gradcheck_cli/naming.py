@@ -142,8 +142,10 @@ def build_names(namespaces: list[dict[str, Any]], extra_modules: Iterable[nn.Mod
             o is not value for o in names.optimizers
         ):
             names.optimizers.append(value)
+    extra_ids: set[int] = set()
     for module in extra_modules:
         module = _strip_wrappers(module)
+        extra_ids.add(id(module))
         if id(module) not in seen_modules:
             seen_modules.add(id(module))
             candidates.append(Root(type(module).__name__, module))
@@ -167,6 +169,18 @@ def build_names(namespaces: list[dict[str, Any]], extra_modules: Iterable[nn.Mod
                 names.params[id(p)] = p
         for u in find_unregistered(root):
             names.unregistered.setdefault(id(u.tensor), u)
+    # A module that only ran (no variable holds it) and lives in a plain list of a named model is
+    # one of that model's unregistered layers, not a model of its own.
+    names.roots = [
+        r
+        for r in names.roots
+        if not (
+            id(r.module) in extra_ids
+            and all(id(p) in names.unregistered for p in r.module.parameters())
+        )
+    ]
+    for key in [k for k, root in names.param_root.items() if root not in names.roots]:
+        del names.param_name[key], names.param_root[key], names.params[key]
     order = {id(r.module): i for i, r in enumerate(candidates)}
     names.roots.sort(key=lambda r: order[id(r.module)])
     for key in list(names.leaves):

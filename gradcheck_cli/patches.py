@@ -46,8 +46,6 @@ class Engine(Protocol):
 
     def module_done(self, module: torch.nn.Module) -> None: ...
 
-    def optimizer_created(self, optimizer: torch.optim.Optimizer) -> None: ...
-
 
 class PatchSet:
     """Attribute patches that can be undone exactly, in reverse order."""
@@ -260,15 +258,6 @@ def _install_misc(engine: Engine, patches: PatchSet) -> None:
         return orig_module_rg(self, requires_grad)
 
     patches.patch(torch.nn.Module, "requires_grad_", module_requires_grad_)
-
-    orig_opt_init = torch.optim.Optimizer.__init__
-
-    @functools.wraps(orig_opt_init)
-    def optimizer_init(self: torch.optim.Optimizer, *args: Any, **kwargs: Any) -> None:
-        orig_opt_init(self, *args, **kwargs)
-        engine.optimizer_created(self)
-
-    patches.patch(torch.optim.Optimizer, "__init__", optimizer_init)
 
     def pre_hook(module: torch.nn.Module, args: Any) -> None:
         engine.module_ran(module)

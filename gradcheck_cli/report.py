@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from gradcheck_cli.model import Finding, Report
+from gradcheck_cli.rules import RULES
 
 _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 _SEVERITY_MARK = {"error": "✗", "warning": "!", "info": "i"}
@@ -74,14 +75,16 @@ def make_console(
 def _render_finding(console: Console, f: Finding, verbose: bool) -> None:
     style = _SEVERITY_STYLE.get(f.severity, "")
     mark = _SEVERITY_MARK.get(f.severity, "-")
-    what = "no gradient" if f.grad_state in ("none", "raised") else "an all-zero gradient"
     who = compact_names(f.parameters)
     if f.kind == "loss_not_differentiable":
         head = "backward() failed: the loss does not require grad"
-    elif f.kind == "unregistered_parameter":
-        head = f"{who} are not registered parameters"
+    elif f.grad_state == "none":
+        head = f"{who} got no gradient"
+    elif f.grad_state == "zero":
+        head = f"{who} got an all-zero gradient"
     else:
-        head = f"{who} got {what}"
+        rule = RULES.get(f.kind)
+        head = f"{who}: {rule.title if rule else f.kind}"
     console.print(f"[{style}]{mark} {escape(f.kind)}[/] [dim]{f.id}[/]  {escape(head)}")
     if f.site is not None:
         console.print(f"    [bold]{escape(f.site.display)}[/] in {escape(f.site.function)}")

@@ -19,7 +19,7 @@ import types
 from dataclasses import dataclass
 from pathlib import Path
 
-from gradcheck_cli.errors import EXIT_INTERRUPTED, CommandError
+from gradcheck_cli.errors import EXIT_INTERRUPTED, CommandError, GradcheckExit
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -48,6 +48,7 @@ class Outcome:
     exit_code: int
     error: ScriptError | None = None
     interrupted: bool = False
+    stop: GradcheckExit | None = None  # gradcheck ended the script itself (stop_after, bad config)
 
 
 class ScriptRunner:
@@ -185,6 +186,8 @@ class ScriptRunner:
                 exec(self.code, main.__dict__)
             finally:
                 _flush_std_streams()
+        except GradcheckExit as e:
+            return Outcome(e.exit_code, stop=e)
         except SystemExit as e:
             return Outcome(_exit_status(e.code))
         except KeyboardInterrupt as e:

@@ -12,7 +12,6 @@ import platform
 import re
 import sys
 import warnings
-import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -20,9 +19,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from gradcheck_cli import __version__, zeros
+from gradcheck_cli import __version__, optim, zeros
 from gradcheck_cli import model as m
-from gradcheck_cli.config import Config
+from gradcheck_cli.config import Config, match_names, unmatched_error
 from gradcheck_cli.diagnose import (
     Context,
     Raw,
@@ -31,6 +30,7 @@ from gradcheck_cli.diagnose import (
     not_differentiable_note,
     walk_graph,
 )
+from gradcheck_cli.errors import EXIT_USAGE, GradcheckExit
 from gradcheck_cli.naming import Names, build_names, frame_namespaces
 from gradcheck_cli.patches import PatchSet, install
 from gradcheck_cli.rules import rule_for
@@ -61,7 +61,8 @@ def _model_site(where: CallSite | Site | None) -> m.Site | None:
 def _model_stack(where: CallSite | Site | None) -> list[m.Site]:
     if isinstance(where, CallSite):
         stack = [s for s in (_model_site(x) for x in where.stack) if s is not None]
-        if where.via is not None:
+        if where.via is not None and not where.via.file.startswith(_TORCH_DIR):
+            # A framework's frame between the user's line and the event is worth showing; torch's own is not.
             via = _model_site(where.via)
             if via is not None:
                 stack.insert(1, via)
@@ -82,7 +83,7 @@ class Session:
         self._active = False
         self._in_backward = False
         self._ran: dict[int, nn.Module] = {}
-        self._optimizers: list[weakref.ref[torch.optim.Optimizer]] = []
+        self.optim = optim.OptimizerWatch()
         self._names: Names | None = None
         self.backward_calls = 0
         self.steps_checked = 0
@@ -91,11 +92,15 @@ class Session:
         self.notes: list[str] = []
         self._jit_noted = False
         self.internal_errors: list[str] = []
+        self._patterns: dict[str, set[str]] | None = None  # config name lists resolved to names
+        self._stop_pending = False
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     def start(self) -> Session:
         install(self, self.patches)
+        optim.install(self.optim, self.patches, self._on_step)
+        self.tracker.on_grad_cleared = self.optim.wiped
         self.tracker.stamp = self.config.checks_step(0)
         self._showwarning = warnings.showwarning
         warnings.showwarning = self._reattribute_warning
@@ -163,14 +168,63 @@ class Session:
             if stack.pop() is module:
                 break
 
-    def optimizer_created(self, optimizer: torch.optim.Optimizer) -> None:
-        self._optimizers.append(weakref.ref(optimizer))
+    def _on_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """optimizer.step() is about to run (torch's global pre-hook): check what it will update."""
+        if not self._active or self._in_backward or os.getpid() != self.pid:
+            return
+        last = self.backward_calls - 1
+        if not self.config.checks_step(max(last, 0)):
+            return
+        with self._guard("checking optimizer.step()"):
+            names = self._names or self._build_names()
+            for raw in self.optim.check_step(optimizer, names, self.tracker.rg_off):
+                self._add(raw, last)
+        if self._stop_pending:
+            self._stop()
+
+    def _stop(self) -> None:
+        n = self.config.stop_after
+        raise GradcheckExit(
+            0, f"stopped after {n} checked backward call{'s' if n != 1 else ''} (stop_after)", True
+        )
+
+    def _resolve(self, names: Names) -> dict[str, set[str]]:
+        """The config's name lists as sets of reported names (an unmatched entry ends the run)."""
+        if self._patterns is not None:
+            return self._patterns
+        canonical = self._named_tensors(names)
+        aliases: dict[str, str] = {}
+        for name in canonical:
+            aliases[name] = name
+            # `model[2].bias` is how the user indexes; named_parameters() says `model.2.bias`.
+            aliases.setdefault(re.sub(r"\.(\d+)(?=\.|$)", r"[\1]", name), name)
+        patterns: dict[str, set[str]] = {}
+        for key in ("expect", "allow_none", "allow_zero", "frozen"):
+            entries = getattr(self.config, key)
+            matched, unmatched = match_names(entries, list(aliases))
+            if unmatched:
+                error = unmatched_error(
+                    self.config, key, unmatched[0], entries.index(unmatched[0]), list(canonical)
+                )
+                raise GradcheckExit(EXIT_USAGE, error.message)
+            patterns[key] = {aliases[n] for hits in matched.values() for n in hits}
+        self._patterns = patterns
+        return patterns
+
+    @staticmethod
+    def _named_tensors(names: Names) -> dict[str, torch.Tensor]:
+        found = {qual: names.params[key] for key, qual in names.param_name.items()}
+        found.update({name: t for name, t in names.leaves.values()})
+        found.update({u.name: u.tensor for u in names.unregistered.values()})
+        return found
 
     def run_backward(
         self, api: str, call: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         if self._in_backward or not self._active or os.getpid() != self.pid:
             return call(*args, **kwargs)
+        if self._stop_pending:
+            self._stop()
         caller = sys._getframe(2)
         if caller.f_code.co_filename.startswith(_TORCH_DIR):
             return call(*args, **kwargs)  # torch calling autograd itself (e.g. checkpointing)
@@ -182,7 +236,11 @@ class Session:
         try:
             if not self.config.checks_step(index):
                 return call(*args, **kwargs)
-            return self._checked_backward(index, api, call, args, kwargs)
+            result = self._checked_backward(index, api, call, args, kwargs)
+            stop_after = self.config.stop_after
+            if stop_after and self.steps_checked >= stop_after:
+                self._stop_pending = True  # at the next step() (after its checks) or backward()
+            return result
         finally:
             self._in_backward = False
             tr.suspended = False
@@ -229,6 +287,7 @@ class Session:
             raise
         probe.remove()
         with self._guard("checking a backward()"):
+            self.optim.after_backward(walk.leaves)
             probe.resolve()
             self._check(
                 index, api, losses, inputs, walk, names, loss_cuts, where, step, probe=probe
@@ -281,11 +340,17 @@ class Session:
             explicit_inputs=inputs,
             backward_site=where,
         )
+        patterns = self._resolve(names) if self._has_patterns else None
+        tensors = self._named_tensors(names) if patterns else {}
+        if patterns:
+            ctx.expect_ids = {id(tensors[n]) for n in patterns["expect"] if n in tensors}
         result = diagnose(ctx)
         if probe is not None and inputs is None:
             result.findings += self._zero_findings(result, walk, probe, losses, names, step)
         else:
             step.checked += [m.Checked(name, state) for name, state, _ in result.checked]
+        if patterns:
+            result.findings = self._apply_patterns(result.findings, patterns, tensors, walk, where)
         for raw in result.findings:
             finding = self._add(raw, index)
             if exc is not None:
@@ -310,6 +375,15 @@ class Session:
         for name, state, t in result.checked:
             norm = dead = None
             grad = t.grad if (t is not None and state == "ok") else None
+            if state == "ok" and grad is None and t is not None:
+                # In the graph, yet no gradient arrived: something on the path returned None.
+                state = "none"
+                attributor = attributor or zeros.Attributor(
+                    walk, probe, [x.grad_fn for x in losses], self.tracker
+                )
+                c = attributor.culprit(t)
+                if c is not None:
+                    found.append(Raw(c.kind, c.site, [name], c.message, grad_state="none"))
             if grad is not None:
                 if zeros.is_zero(grad, atol):
                     state = "zero"
@@ -364,6 +438,46 @@ class Session:
                     norm = float(grad.detach().norm())
             step.checked.append(m.Checked(name, state, norm, dead))
         return found
+
+    @property
+    def _has_patterns(self) -> bool:
+        c = self.config
+        return bool(c.expect or c.allow_none or c.allow_zero or c.frozen)
+
+    def _apply_patterns(
+        self,
+        findings: list[Raw],
+        patterns: dict[str, set[str]],
+        tensors: dict[str, torch.Tensor],
+        walk: Any,
+        where: CallSite | None,
+    ) -> list[Raw]:
+        """``allow_none`` / ``allow_zero`` exceptions, and ``frozen`` tensors that still learn."""
+        kept: list[Raw] = []
+        for raw in findings:
+            allowed = patterns["allow_zero"] if raw.grad_state == "zero" else patterns["allow_none"]
+            if raw.grad_state in ("none", "zero", "raised") and allowed and raw.names:
+                raw.names = [n for n in raw.names if n not in allowed]
+                if not raw.names:
+                    continue
+            kept.append(raw)
+        thawed = [
+            n
+            for n in sorted(patterns["frozen"])
+            if tensors[n].requires_grad or id(tensors[n]) in walk.leaves
+        ]
+        if thawed:
+            kept.append(
+                Raw(
+                    "not_frozen",
+                    where,
+                    thawed,
+                    f"listed under `frozen` ({self.config.where('frozen') or 'config'}) but still requires grad "
+                    "and receives a gradient: the freeze did not take effect",
+                    grad_state="present",
+                )
+            )
+        return kept
 
     @staticmethod
     def _with_module(message: str, module: Any, names: Names) -> str:
@@ -441,8 +555,7 @@ class Session:
 
     def _optimizer_groups(self, names: Names) -> list[set[int]]:
         """Parameter ids of each optimizer: those built under watch, and any found in scope."""
-        self._optimizers = [ref for ref in self._optimizers if ref() is not None]
-        optimizers = [opt for opt in (ref() for ref in self._optimizers) if opt is not None]
+        optimizers = [opt for opt in (w.ref() for w in self.optim.live()) if opt is not None]
         optimizers += [opt for opt in names.optimizers if all(opt is not o for o in optimizers)]
         return [{id(p) for g in opt.param_groups for p in g["params"]} for opt in optimizers]
 
@@ -522,7 +635,10 @@ class Session:
             script=script,
             config=self.config.to_dict(),
             steps=list(self.steps),
-            findings=sorted(self.findings.values(), key=_finding_order),
+            findings=sorted(
+                (f for f in self.findings.values() if not self.config.ignores(f.kind)),
+                key=_finding_order,
+            ),
             notes=list(self.notes),
             internal_errors=[
                 *self.internal_errors,

@@ -139,6 +139,7 @@ class Tracker:
         self.data_written = IdTable()  # tensor -> CallSite of the last `.data` write by user code
         self.param_writes = IdTable()  # parameter -> CallSite of the last in-place write (an init)
         self.errors: list[str] = []  # our own failures, reported as notes (never raised)
+        self.on_grad_cleared: Callable[[], None] | None = None  # `p.grad = None` by user code
         self.cuts: dict[int, Cut] = {}
         self._cut_by_key: dict[tuple[Any, ...], Cut] = {}
         self._next_id = 1
@@ -684,6 +685,13 @@ def _factory(
         _note_birth(tr, out)
 
 
+def _grad_set(
+    tr: Tracker, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any, src_rg: bool
+) -> None:
+    if len(args) > 1 and args[1] is None and tr.on_grad_cleared is not None and caller_is_user():
+        tr.on_grad_cleared()
+
+
 def _grad_get(
     tr: Tracker, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any, src_rg: bool
 ) -> None:
@@ -725,4 +733,5 @@ _SPECIAL: dict[Any, Handler] = {
     torch.asarray: _factory,
     TB.new_tensor: _factory,
     TB.grad.__get__: _grad_get,
+    TB.grad.__set__: _grad_set,
 }

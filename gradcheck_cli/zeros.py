@@ -286,8 +286,43 @@ def stamp_of(node: Any) -> tuple[Site | None, Any]:
     return meta.get(_META_KEY, (None, None))
 
 
+def _function_culprit(node: Any, fn_cls: type) -> Culprit:
+    """A custom autograd.Function whose backward() sent None (or zeros): point at its return."""
+    import ast
+    import inspect
+    import textwrap
+
+    backward = getattr(fn_cls, "backward", None)
+    code = getattr(backward, "__code__", None)
+    site = None
+    if code is not None:
+        line = code.co_firstlineno
+        try:
+            lines, start = inspect.getsourcelines(backward)
+            returns = [
+                n
+                for n in ast.walk(ast.parse(textwrap.dedent("".join(lines))))
+                if isinstance(n, ast.Return)
+            ]
+            if len(returns) == 1:
+                line = start + returns[0].lineno - 1
+        except (OSError, TypeError, SyntaxError):
+            pass
+        site = Site(code.co_filename, line, code.co_name)
+    return Culprit(
+        "function_returns_none",
+        type(node).__name__,
+        site,
+        None,
+        f"`{fn_cls.__name__}.backward()` returned no gradient for an input that requires grad",
+    )
+
+
 def describe(node: Any, empty: bool, shape: tuple[int, ...] | None = None) -> Culprit:
     name = type(node).__name__
+    fn_cls = getattr(node, "_forward_cls", None)
+    if isinstance(fn_cls, type):
+        return _function_culprit(node, fn_cls)
     site, module = stamp_of(node)
     if name in _ZERO_DERIVATIVE:
         op = _ZERO_DERIVATIVE[name]

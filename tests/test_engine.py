@@ -53,6 +53,8 @@ PATCHED = [
     (torch, "from_numpy"),
     (torch.nn.Module, "requires_grad_"),
     (torch.optim.Optimizer, "__init__"),
+    (torch.optim.Optimizer, "zero_grad"),
+    (torch.nn.Module, "__setattr__"),
     (torch.no_grad, "__enter__"),
     (torch.no_grad, "__exit__"),
     (torch.enable_grad, "__enter__"),
@@ -68,7 +70,10 @@ PATCHED = [
 
 def test_patches_are_installed_and_restored_exactly() -> None:
     before = {(id(o), n): (n in vars(o), vars(o).get(n)) for o, n in PATCHED}
+    from torch.optim.optimizer import _global_optimizer_pre_hooks
+
     hooks_before = len(torch.nn.modules.module._global_forward_pre_hooks)
+    step_hooks_before = len(_global_optimizer_pre_hooks)
     modes_before = torch._C._len_torch_function_stack()
     with gradcheck_cli.watch():
         for owner, name in PATCHED:
@@ -81,6 +86,7 @@ def test_patches_are_installed_and_restored_exactly() -> None:
         assert after[key][0] == had
         assert after[key][1] is obj
     assert len(torch.nn.modules.module._global_forward_pre_hooks) == hooks_before
+    assert len(_global_optimizer_pre_hooks) == step_hooks_before
     assert torch._C._len_torch_function_stack() == modes_before
     assert torch.is_grad_enabled()
 

@@ -37,6 +37,7 @@ class Expectation:
     names: list[str]
     exit_code: int
     bug_line: int | None
+    severity: str = "error"
 
 
 def _expectation(path: Path) -> Expectation:
@@ -52,7 +53,15 @@ def _expectation(path: Path) -> Expectation:
         assert not bug_lines
         return Expectation(path, None, [], int(exit_code.group(1)), None)
     assert len(bug_lines) == 1, f"{path.name} must mark exactly one line with '# <- BUG'"
-    return Expectation(path, words[0], words[1:], int(exit_code.group(1)), bug_lines[0])
+    severity = re.search(r"^# gradcheck-severity: (\w+)$", text, re.M)
+    return Expectation(
+        path,
+        words[0],
+        words[1:],
+        int(exit_code.group(1)),
+        bug_lines[0],
+        severity.group(1) if severity else "error",
+    )
 
 
 EXPECTATIONS = [_expectation(p) for p in sorted(SAMPLES.glob("*.py"))]
@@ -97,13 +106,14 @@ def test_sample_script(exp: Expectation, tmp_path: Path) -> None:
     assert report["format"] == 1
     assert report["script"]["exit_code"] == plain.returncode
     assert report["summary"]["backward_calls"] >= 1
-    errors = [f for f in report["findings"] if f["severity"] == "error"]
+    problems = [f for f in report["findings"] if f["severity"] in ("error", "warning")]
     if exp.kind is None:
-        assert errors == [], checked.stderr
+        assert problems == [], checked.stderr
         assert "no gradient problems" in checked.stderr
         return
-    assert len(errors) == 1, [(f["kind"], f["site"]) for f in errors]
-    finding = errors[0]
+    assert len(problems) == 1, [(f["kind"], f["site"]) for f in problems]
+    finding = problems[0]
+    assert finding["severity"] == exp.severity
     assert finding["kind"] == exp.kind
     assert finding["site"]["file"] == rel
     assert finding["site"]["line"] == exp.bug_line
