@@ -63,9 +63,15 @@ class ConfigError(CommandError):
         self.location = location
 
 
+# The default check window: structural bugs (a detach, no_grad, a frozen or unused layer, an
+# optimizer that misses parameters) show in the first backward calls; after the window the
+# instrumentation is switched off so training runs at full speed. `steps: all` checks every call.
+DEFAULT_STEPS = 10
+
+
 @dataclass
 class Config:
-    steps: int | str = "all"  # backward calls checked: the first N, or "all"
+    steps: int | str = DEFAULT_STEPS  # backward calls checked: the first N, or "all"
     fail_on: str = "error"  # error | warning | never
     zero_atol: float = 0.0
     expect: list[str] = field(default_factory=list)

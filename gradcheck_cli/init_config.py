@@ -52,7 +52,7 @@ def render_config(session: Any, command: str) -> str:
         "allow_none: []",
         "allow_zero: []",
         "",
-        "steps: all            # backward calls to check: N (the first N) or all",
+        "steps: 10             # backward calls to check: the first N, or all",
         "# stop_after: 1       # end the script after N checked backward calls (fast CI)",
         "zero_atol: 0.0        # max |g| that still counts as zero",
         "fail_on: error        # error | warning | never",

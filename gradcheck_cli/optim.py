@@ -90,27 +90,32 @@ class OptimizerWatch:
         params = [p for g in optimizer.param_groups for p in g["params"]]
         name = names.name_of
         where = capture()
-        with_grad = [p for p in params if p.grad is not None and bool(p.grad.detach().any())]
+        present = [p for p in params if p.grad is not None]
         trained = [p for p in params if id(p) in self.had_grad]
-        if not with_grad:
-            if self.wipe is not None and trained:
-                found.append(
-                    Raw(
-                        "grad_wiped",
-                        self.wipe,
-                        [name(p) or "?" for p in trained],
-                        "the gradients of the last backward() were cleared here before optimizer.step() could use them",
-                    )
+        # zero_grad(set_to_none=False) leaves zeros: "freshly zeroed" counts as wiped too.
+        usable = (
+            [p for p in present if bool(p.grad.detach().any())]
+            if self.wipe is not None
+            else present
+        )
+        if self.wipe is not None and trained and not usable:
+            found.append(
+                Raw(
+                    "grad_wiped",
+                    self.wipe,
+                    [name(p) or "?" for p in trained],
+                    "the gradients of the last backward() were cleared here before optimizer.step() could use them",
                 )
-            elif params:
-                found.append(
-                    Raw(
-                        "step_without_grad",
-                        where,
-                        [n for n in (name(p) for p in params) if n],
-                        "optimizer.step() found no gradient on any of its parameters: this update does nothing",
-                    )
+            )
+        elif not present and params:
+            found.append(
+                Raw(
+                    "step_without_grad",
+                    where,
+                    [n for n in (name(p) for p in params) if n],
+                    "optimizer.step() found no gradient on any of its parameters: this update does nothing",
                 )
+            )
         frozen: list[torch.Tensor] = []
         for group in optimizer.param_groups:
             if group.get("weight_decay", 0) and group.get("lr", 1):

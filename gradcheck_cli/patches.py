@@ -115,11 +115,12 @@ def _decorator_line(code: types.CodeType, manager: str) -> int:
     return line
 
 
-def install(engine: Engine, patches: PatchSet) -> None:
-    """Install every patch; ``patches.restore()`` undoes them all."""
+def install(engine: Engine, patches: PatchSet, counting: PatchSet) -> None:
+    """Install every patch. ``counting`` gets the backward entry points: they stay after the check
+    window (counting calls costs nothing) while ``patches`` — everything else — is restored then."""
     tr = engine.tracker
     _install_grad_modes(tr, patches)
-    _install_backward(engine, patches)
+    _install_backward(engine, counting)
     _install_misc(engine, patches)
 
 

@@ -79,6 +79,8 @@ class Session:
         self.tracker = Tracker()
         self.mode = CutTracker(self.tracker)
         self.patches = PatchSet()
+        self.counting = PatchSet()  # the backward entry points: kept after the check window
+        self._retired = False
         self.pid = os.getpid()
         self._active = False
         self._in_backward = False
@@ -98,7 +100,7 @@ class Session:
     # -- lifecycle -------------------------------------------------------------------------------
 
     def start(self) -> Session:
-        install(self, self.patches)
+        install(self, self.patches, self.counting)
         optim.install(self.optim, self.patches, self._on_step)
         self.tracker.on_grad_cleared = self.optim.wiped
         self.tracker.stamp = self.config.checks_step(0)
@@ -139,7 +141,26 @@ class Session:
             return
         self._active = False
         try:
-            self.mode.__exit__(None, None, None)
+            self._retire()
+        finally:
+            self.counting.restore()
+        self._process_grad_reads()
+
+    def _retire(self) -> None:
+        """Switch the instrumentation off — not just idle — once the check window is over.
+
+        Only the backward entry points stay (to count the calls). Called at the first backward
+        after the window: no TorchFunctionMode handler and no hook is on the stack then.
+        """
+        if self._retired:
+            return
+        self._retired = True
+        try:
+            top = torch._C._len_torch_function_stack() - 1
+            if top >= 0 and torch._C._get_function_stack_at(top) is self.mode:
+                self.mode.__exit__(None, None, None)
+            else:  # the script pushed a mode of its own on top of ours: leave ours idle
+                self.tracker.suspended = True
         finally:
             self.patches.restore()
             if warnings.showwarning == self._reattribute_warning:
@@ -147,7 +168,8 @@ class Session:
             with contextlib.suppress(ValueError):
                 warnings.filters.remove(self._filter)
                 getattr(warnings, "_filters_mutated", lambda: None)()
-        self._process_grad_reads()
+            self.tracker.new_generation()
+            self._ran.clear()
 
     def __enter__(self) -> Session:
         return self.start()
@@ -230,12 +252,17 @@ class Session:
             return call(*args, **kwargs)  # torch calling autograd itself (e.g. checkpointing)
         index = self.backward_calls
         self.backward_calls += 1
+        if self._retired or not self.config.checks_step(index):
+            self._retire()
+            self._in_backward = True  # Tensor.backward re-enters through torch.autograd.backward
+            try:
+                return call(*args, **kwargs)
+            finally:
+                self._in_backward = False
         tr = self.tracker
         self._in_backward = True
         tr.suspended = True
         try:
-            if not self.config.checks_step(index):
-                return call(*args, **kwargs)
             result = self._checked_backward(index, api, call, args, kwargs)
             stop_after = self.config.stop_after
             if stop_after and self.steps_checked >= stop_after:

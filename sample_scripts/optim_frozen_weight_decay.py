@@ -14,6 +14,8 @@ param group with ``weight_decay=0``).
 # gradcheck-expect: frozen_weight_decay model.backbone.0.weight model.backbone.0.bias model.backbone.2.weight model.backbone.2.bias
 # gradcheck-severity: warning
 # gradcheck-exit: 0
+# gradcheck-args: --steps all
+# (the freeze happens after 16 backward calls, past the default check window of 10)
 
 import torch
 import torch.nn as nn

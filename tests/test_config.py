@@ -10,6 +10,7 @@ import jsonschema
 import pytest
 
 from gradcheck_cli.config import (
+    DEFAULT_STEPS,
     KEYS,
     Config,
     ConfigError,
@@ -64,7 +65,7 @@ def test_defaults(here: Path) -> None:
         "allow_none": [],
         "allow_zero": [],
         "frozen": [],
-        "steps": "all",
+        "steps": DEFAULT_STEPS,
         "stop_after": None,
         "zero_atol": 0.0,
         "fail_on": "error",
@@ -93,7 +94,7 @@ def test_defaults(here: Path) -> None:
         ("ignore: [unused_parameter, GC301]", "ignore", ["unused_parameter", "GC301"]),
         ("ignore: GC120", "ignore", ["GC120"]),
         ("expect:", "expect", []),  # null takes the default
-        ("steps: null", "steps", "all"),
+        ("steps: null", "steps", DEFAULT_STEPS),
         ("stop_after: ~", "stop_after", None),
     ],
 )
@@ -128,7 +129,8 @@ def test_to_dict_keys_and_engine_methods() -> None:
     config = Config(steps=2, ignore=["GC120", "detach"])
     assert list(config.to_dict()) == list(KEYS)
     assert [config.checks_step(i) for i in range(3)] == [True, True, False]
-    assert Config().checks_step(10_000)
+    assert Config().checks_step(DEFAULT_STEPS - 1) and not Config().checks_step(DEFAULT_STEPS)
+    assert Config(steps="all").checks_step(10_000)
     assert config.ignores("unused_parameter")  # by rule id
     assert config.ignores("detach")  # by kind
     assert not config.ignores("no_grad")

@@ -38,6 +38,7 @@ class Expectation:
     exit_code: int
     bug_line: int | None
     severity: str = "error"
+    args: tuple[str, ...] = ()  # extra gradcheck options, e.g. a wider check window
 
 
 def _expectation(path: Path) -> Expectation:
@@ -54,6 +55,7 @@ def _expectation(path: Path) -> Expectation:
         return Expectation(path, None, [], int(exit_code.group(1)), None)
     assert len(bug_lines) == 1, f"{path.name} must mark exactly one line with '# <- BUG'"
     severity = re.search(r"^# gradcheck-severity: (\w+)$", text, re.M)
+    args = re.search(r"^# gradcheck-args: (.+)$", text, re.M)
     return Expectation(
         path,
         words[0],
@@ -61,6 +63,7 @@ def _expectation(path: Path) -> Expectation:
         int(exit_code.group(1)),
         bug_lines[0],
         severity.group(1) if severity else "error",
+        tuple(args.group(1).split()) if args else (),
     )
 
 
@@ -90,7 +93,7 @@ def test_sample_script(exp: Expectation, tmp_path: Path) -> None:
     report_path = tmp_path / "report.json"
     plain, checked = _run_both(
         [sys.executable, rel],
-        [sys.executable, "-m", "gradcheck_cli", "run", "--json", str(report_path), rel],
+        [sys.executable, "-m", "gradcheck_cli", "run", *exp.args, "--json", str(report_path), rel],
     )
 
     assert checked.returncode == exp.exit_code, checked.stderr
