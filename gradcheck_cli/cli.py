@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from importlib import metadata
 from typing import Annotated, Any
 
@@ -353,15 +354,18 @@ def execute(
     runner = ScriptRunner(target, args, as_module=as_module)
     runner.prepare()  # bad input fails here, before torch is even imported
 
+    from gradcheck_cli import distributed
     from gradcheck_cli import model as m
     from gradcheck_cli.report import make_console, render_console, to_json, write_atomic
     from gradcheck_cli.session import Session
     from gradcheck_cli.sites import display_path
 
+    rank, world = distributed.rank_and_world()
+    started = time.time()
     session = Session(config)
     session.start()
     try:
-        outcome = runner.run()
+        outcome = runner.run(annotate=session.annotate)
     finally:
         session.stop()
     error = None
@@ -383,6 +387,15 @@ def execute(
         stopped_early=stopped,
     )
     report = session.build_report(script)
+    if world > 1:
+        # Every rank checks itself; rank 0 alone merges and reports, so nothing interleaves.
+        directory = distributed.parts_dir(json_path)
+        if rank != 0:
+            distributed.write_part(report, rank, directory)
+            return outcome.exit_code
+        parts = distributed.collect(directory, world, started - 5)
+        report = distributed.merge({0: report, **parts}, world)
+        distributed.cleanup(directory, world)
     if json_path:
         write_atomic(json_path, to_json(report))
     if sarif_path:

@@ -203,7 +203,13 @@ def diagnose(ctx: Context) -> Result:
                 )
                 msg = f"`{mod_name}` ran, but its output never reached this loss"
             else:
-                where = attribute_site(parent, attr, "__init__") if parent is not None else None
+                # Where it should have run (a call skipped by a branch), else where it was defined.
+                where = (
+                    attribute_site(parent, attr, "forward", call=True)
+                    or attribute_site(parent, attr, "__init__")
+                    if parent is not None
+                    else None
+                )
                 msg = f"`{mod_name}` never ran in this forward pass"
             add("unused_parameter", where, name, msg)
             continue

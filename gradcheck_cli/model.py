@@ -77,6 +77,7 @@ class Finding:
     message: str
     hint: str
     related: list[Site] = field(default_factory=list)  # upstream lines behind the cause
+    ranks: list[int] = field(default_factory=list)  # distributed runs: the ranks it occurred on
 
     @property
     def key(self) -> tuple[str, str | None, int | None]:

@@ -52,6 +52,8 @@ RULES: dict[str, Rule] = {
              "Freeze it with requires_grad_(False) (on the parameters, not just the module attribute) before training."),
         Rule("GC130", "loss_not_differentiable", "backward() on a loss that does not require grad",
              "Make sure the loss is computed from parameters with grad mode on and without cutting the graph."),
+        Rule("GC150", "rank_divergent", "parameter got no gradient on some ranks only",
+             "Make every rank run the same layers (or compute the branch's loss on every rank); DDP's all-reduce otherwise hides the missing gradient."),
         Rule("GC201", "zero_grad_flow", "gradient is all zero",
              "Find why the op passes no gradient (dead ReLU, saturated clamp, zero mask) and fix its input range or initialisation."),
         Rule("GC301", "param_not_in_optimizer", "parameter receives a gradient but no optimizer updates it",

@@ -16,6 +16,7 @@ import importlib.util
 import os
 import sys
 import types
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,7 +164,7 @@ class ScriptRunner:
         main.__annotations__ = {}
         return main
 
-    def run(self) -> Outcome:
+    def run(self, annotate: Callable[[BaseException], None] | None = None) -> Outcome:
         """Execute the prepared code; never raises the script's exceptions (except to our caller's
         KeyboardInterrupt handling, which is mapped here too)."""
         if self.syntax_error is not None:
@@ -194,6 +195,9 @@ class ScriptRunner:
             _print_exception(e, self.code)
             return Outcome(EXIT_INTERRUPTED, _describe(e, self.code), interrupted=True)
         except BaseException as e:
+            if annotate is not None:
+                with contextlib.suppress(Exception):
+                    annotate(e)  # e.g. explain DDP's "Expected to have finished reduction" crash
             _print_exception(e, self.code)
             return Outcome(1, _describe(e, self.code))
         finally:

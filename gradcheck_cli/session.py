@@ -47,6 +47,7 @@ _MAX_STEP_INDICES = 100
 _NONE_TEST = re.compile(
     r"\.grad\s+is\s+(not\s+)?None|\.grad\s*(==|!=)\s*None|if\s+[\w.\[\]]+\.grad\s*(:|and|or)"
 )
+_DDP_REDUCTION = "Expected to have finished reduction in the prior iteration"
 _NOT_DIFFERENTIABLE = ("does not require grad", "does not have a grad_fn")
 _UNUSED_INPUT = "appears to not have been used in the graph"
 
@@ -650,6 +651,25 @@ class Session:
                     "(a cut there is reported without its line); run with PYTORCH_JIT=0 to see them"
                 )
                 return
+
+    def annotate(self, exc: BaseException) -> None:
+        """Add what we know to the script's fatal exception (printed right after this)."""
+        if _DDP_REDUCTION in str(exc):
+            missing = [
+                f
+                for f in self.findings.values()
+                if f.grad_state in ("none", "raised") and f.parameters
+            ]
+            if missing:
+                parts = "; ".join(
+                    f"{', '.join(f.parameters[:6])} ({f.kind} at {f.site.display if f.site else '?'})"
+                    for f in missing[:4]
+                )
+                exc.add_note(
+                    "gradcheck: DDP could not finish the gradient reduction because these parameters got no "
+                    f"gradient in the previous iteration: {parts}. Fix the cause, or pass "
+                    "find_unused_parameters=True to DistributedDataParallel."
+                )
 
     def build_report(self, script: m.ScriptInfo) -> m.Report:
         return m.Report(
