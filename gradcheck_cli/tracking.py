@@ -414,9 +414,25 @@ class CutTracker(TorchFunctionMode):
     def _after(
         self, tr: Tracker, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any
     ) -> None:
-        tags_get = tr.tags.get
         rg = False
         tags: frozenset[int] | None = None
+        if not tr.tags._d:
+            # Fast path (most ops of a correct script): nothing is tagged, only look for grad.
+            for a in args:
+                if isinstance(a, Tensor):
+                    if a.requires_grad:
+                        rg = True
+                        break
+                elif type(a) in (list, tuple) and any(
+                    isinstance(b, Tensor) and b.requires_grad for b in a
+                ):
+                    rg = True
+                    break
+            else:
+                rg = any(isinstance(a, Tensor) and a.requires_grad for a in kwargs.values())
+            self._finish(tr, func, args, kwargs, out, rg, None)
+            return
+        tags_get = tr.tags.get
         for a in args:
             if isinstance(a, Tensor):
                 if a.requires_grad:
@@ -440,6 +456,18 @@ class CutTracker(TorchFunctionMode):
                     t = tags_get(a)
                     if t:
                         tags = t if tags is None else tags | t
+        self._finish(tr, func, args, kwargs, out, rg, tags)
+
+    def _finish(
+        self,
+        tr: Tracker,
+        func: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        out: Any,
+        rg: bool,
+        tags: frozenset[int] | None,
+    ) -> None:
         if rg:
             cut = _cut_for(tr, func, args, kwargs, out)
             if cut is not None:
