@@ -362,6 +362,15 @@ def execute(
 
     rank, world = distributed.rank_and_world()
     started = time.time()
+    if not quiet and rank == 0 and sys.stderr.isatty():
+        # One status line before the script starts: a live spinner would tangle with the script's
+        # own output on the same terminal, and its streams are never wrapped.
+        window = (
+            "every backward() call"
+            if config.steps == "all"
+            else f"the first {config.steps} backward() calls"
+        )
+        print(f"gradcheck: running {target}, checking {window}", file=sys.stderr, flush=True)
     session = Session(config)
     session.start()
     try:
