@@ -404,7 +404,6 @@ def execute(
             return outcome.exit_code
         parts = distributed.collect(directory, world, started - 5)
         report = distributed.merge({0: report, **parts}, world)
-        distributed.cleanup(directory, world)
     if json_path:
         write_atomic(json_path, to_json(report))
     if sarif_path:
@@ -415,12 +414,17 @@ def execute(
         write_atomic(sarif_path, json.dumps(render_sarif(report), indent=2) + "\n")
     if outcome.stop is not None and not stopped:
         print(f"gradcheck: error: {outcome.stop.message}", file=sys.stderr)
+        if world > 1:
+            distributed.cleanup(directory, world)
         return outcome.stop.exit_code
     render_console(report, make_console(no_color=no_color), verbose=verbose, quiet=quiet)
     if github:
         from gradcheck_cli.github import write_github_outputs
 
         write_github_outputs(report, os.environ, sys.stderr)
+    if world > 1:
+        sys.stderr.flush()
+        distributed.cleanup(directory, world)  # releases the other ranks: they wait for this
     if outcome.exit_code != 0:
         return outcome.exit_code
     failing = {"error": ("error",), "warning": ("error", "warning"), "never": ()}[config.fail_on]

@@ -44,9 +44,18 @@ def parts_dir(json_path: str | None) -> str:
     return os.path.join(tempfile.gettempdir(), f"gradcheck-{run}".replace(os.sep, "_"))
 
 
-def write_part(report: Report, rank: int, directory: str) -> None:
+def write_part(report: Report, rank: int, directory: str, timeout: float = 60.0) -> None:
+    """Hand this rank's report to rank 0 and wait until rank 0 has taken it (it deletes the file).
+
+    Waiting matters when this rank exits non-zero: torchrun then terminates the others at once,
+    and rank 0 must not be killed halfway through writing the merged report.
+    """
     os.makedirs(directory, exist_ok=True)
-    write_atomic(os.path.join(directory, f"rank{rank}.json"), to_json(report))
+    path = os.path.join(directory, f"rank{rank}.json")
+    write_atomic(path, to_json(report))
+    deadline = time.monotonic() + timeout
+    while os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def collect(

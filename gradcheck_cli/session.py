@@ -42,6 +42,7 @@ _GRADCHECK_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _OVERRIDES_SUFFIX = os.path.join("torch", "overrides.py")
 _COMPILE_HOOK_WARNING = r"Using `torch.compile\(module\)` when there are global hooks"
 _MAX_STEP_RECORDS = 20
+_PROBE_FIRST_NODES = 5_000  # graphs up to this size get the zero-gradient probe on the first check
 _MAX_STEP_INDICES = 100
 # A `.grad` read that only tests for None is not a sign the user expected a gradient there.
 _NONE_TEST = re.compile(
@@ -97,6 +98,9 @@ class Session:
         self.internal_errors: list[str] = []
         self._patterns: dict[str, set[str]] | None = None  # config name lists resolved to names
         self._stop_pending = False
+        # Gradients lost without an identified op, waiting for the probe at the next checked backward.
+        self._pending: dict[str, tuple[str, int]] = {}
+        self._last_checked = -1
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -104,7 +108,7 @@ class Session:
         install(self, self.patches, self.counting)
         optim.install(self.optim, self.patches, self._on_step)
         self.tracker.on_grad_cleared = self.optim.wiped
-        self.tracker.stamp = self.config.checks_step(0)
+        self.tracker.stamp = self.config.checks_step(0)  # the first checked backward
         self._showwarning = warnings.showwarning
         warnings.showwarning = self._reattribute_warning
         # torch.compile warns about global module hooks: those are ours, not the user's business.
@@ -191,6 +195,13 @@ class Session:
             if stack.pop() is module:
                 break
 
+    def _checks(self, index: int) -> bool:
+        """Is this backward call checked: in the window, or the one right after it when a lost
+        gradient still waits for its probe."""
+        return self.config.checks_step(index) or (
+            bool(self._pending) and index == self._last_checked + 1
+        )
+
     def _on_step(self, optimizer: torch.optim.Optimizer) -> None:
         """optimizer.step() is about to run (torch's global pre-hook): check what it will update."""
         if not self._active or self._in_backward or os.getpid() != self.pid:
@@ -253,7 +264,7 @@ class Session:
             return call(*args, **kwargs)  # torch calling autograd itself (e.g. checkpointing)
         index = self.backward_calls
         self.backward_calls += 1
-        if self._retired or not self.config.checks_step(index):
+        if self._retired or not self._checks(index):
             self._retire()
             self._in_backward = True  # Tensor.backward re-enters through torch.autograd.backward
             try:
@@ -274,7 +285,10 @@ class Session:
             tr.suspended = False
             tr.backward_calls = self.backward_calls
             tr.new_generation()
-            tr.stamp = self.config.checks_step(self.backward_calls)
+            self._last_checked = index
+            # Stamp op sites for the first checked backward (info on partly dead layers) and for
+            # one that will carry the zero-gradient probe.
+            tr.stamp = self._checks(self.backward_calls) and bool(self._pending)
             self._ran.clear()
 
     # -- the check -------------------------------------------------------------------------------
@@ -302,7 +316,8 @@ class Session:
         try:
             result = call(*args, **kwargs)
         except RuntimeError as e:
-            probe.remove()
+            if probe is not None:
+                probe.remove()
             text = str(e)
             with self._guard("diagnosing a failed backward()"):
                 if any(s in text for s in _NOT_DIFFERENTIABLE):
@@ -313,10 +328,12 @@ class Session:
                     )
             self._record_step(step)
             raise
-        probe.remove()
+        if probe is not None:
+            probe.remove()
         with self._guard("checking a backward()"):
             self.optim.after_backward(walk.leaves)
-            probe.resolve()
+            if probe is not None:
+                probe.resolve()
             self._check(
                 index, api, losses, inputs, walk, names, loss_cuts, where, step, probe=probe
             )
@@ -339,7 +356,9 @@ class Session:
         loss_cuts = self.tracker.tags_of(tags)
         names = self._build_names()
         step = m.Step(index, api, _model_site(where), _loss_info(losses[0]) if losses else None)
-        probe = zeros.attach(walk)
+        # The probe hooks every node: always affordable on a small graph, otherwise only on demand.
+        small = self.steps_checked == 1 and len(walk.nodes) <= _PROBE_FIRST_NODES
+        probe = zeros.attach(walk) if (self._pending or small) else None
         return losses, inputs, where, walk, loss_cuts, names, step, probe
 
     def _check(
@@ -373,7 +392,7 @@ class Session:
         if patterns:
             ctx.expect_ids = {id(tensors[n]) for n in patterns["expect"] if n in tensors}
         result = diagnose(ctx)
-        if probe is not None and inputs is None:
+        if inputs is None:
             result.findings += self._zero_findings(result, walk, probe, losses, names, step)
         else:
             step.checked += [m.Checked(name, state) for name, state, _ in result.checked]
@@ -390,82 +409,76 @@ class Session:
         self,
         result: Any,
         walk: Any,
-        probe: zeros.Probe,
+        probe: zeros.Probe | None,
         losses: list[torch.Tensor],
         names: Names,
         step: m.Step,
     ) -> list[Raw]:
-        """All-zero gradients (errors, with the op that killed them) and partly dead layers (info)."""
+        """All-zero (or, inside the graph, missing) gradients with the op that killed them, and
+        partly dead layers (info).
+
+        Hooking every node costs more than the backward itself, so the probe is attached only to
+        the checked backward after one that showed such a gradient (they are structural: a dead
+        ReLU, a zero mask); until then the parameter is pending.
+        """
         found: list[Raw] = []
         attributor: zeros.Attributor | None = None
-        atol = self.config.zero_atol
+
+        def attribute() -> zeros.Attributor:
+            nonlocal attributor
+            if attributor is None:
+                starts = [x.grad_fn for x in losses]
+                attributor = zeros.Attributor(walk, probe or zeros.Probe(), starts, self.tracker)
+            return attributor
+
         record_norms = len(self.steps) < _MAX_STEP_RECORDS
         for name, state, t in result.checked:
             norm = dead = None
             grad = t.grad if (t is not None and state == "ok") else None
-            if state == "ok" and grad is None and t is not None:
-                # In the graph, yet no gradient arrived: something on the path returned None.
-                state = "none"
-                attributor = attributor or zeros.Attributor(
-                    walk, probe, [x.grad_fn for x in losses], self.tracker
-                )
-                c = attributor.culprit(t)
-                if c is not None:
-                    found.append(Raw(c.kind, c.site, [name], c.message, grad_state="none"))
-            if grad is not None:
-                if zeros.is_zero(grad, atol):
-                    state = "zero"
-                    attributor = attributor or zeros.Attributor(
-                        walk, probe, [x.grad_fn for x in losses], self.tracker
-                    )
-                    c = attributor.culprit(t)
-                    if c is not None:
-                        message = self._with_module(c.message, c.module, names)
-                        if c.zeroed is not None:
-                            message = message.replace(
-                                "{operand}", f"`{names.name_of(c.zeroed) or 'a tensor'}`"
-                            )
-                        related = [c.related] if c.related is not None else []
-                        found.append(
-                            Raw(c.kind, c.site, [name], message, grad_state="zero", related=related)
-                        )
-                    else:
-                        found.append(
-                            Raw(
-                                "zero_grad_flow",
-                                None,
-                                [name],
-                                "the gradient is all zero",
-                                grad_state="zero",
-                            )
-                        )
+            lost = None
+            if state == "ok" and t is not None and grad is None:
+                state = lost = "none"  # in the graph, yet no gradient arrived
+            elif grad is not None and zeros.is_zero(grad, self.config.zero_atol):
+                state = lost = "zero"
+            if lost is not None and t is not None:
+                culprit = attribute().culprit(t) if probe is not None else None
+                if culprit is not None:
+                    found.append(self._culprit_raw(culprit, name, names, lost))
+                    self._pending.pop(name, None)
+                elif probe is None:
+                    self._pending[name] = (lost, step.index)
                 else:
-                    dead = zeros.dead_fraction(grad)
-                    if dead:
-                        attributor = attributor or zeros.Attributor(
-                            walk, probe, [x.grad_fn for x in losses], self.tracker
-                        )
-                        relu = attributor.relu_near(t)
-                        site, module = zeros.stamp_of(relu) if relu is not None else (None, None)
-                        owner = name.rsplit(".", 1)[0]
-                        why = " (dead ReLUs)" if relu is not None else ""
-                        message = (
-                            f"{dead:.0%} of the units of `{owner}` received zero gradient{why}"
-                        )
-                        found.append(
-                            Raw(
-                                "zero_grad_flow",
-                                site,
-                                [name],
-                                self._with_module(message, module, names),
-                                grad_state="zero",
-                                severity="info",
-                            )
-                        )
-                if record_norms:
-                    norm = float(grad.detach().norm())
+                    self._pending.pop(name, None)
+                    found.append(
+                        _unattributed(name, lost, "no single op on its path could be identified")
+                    )
+            elif grad is not None:
+                dead = zeros.dead_fraction(grad)
+                if dead:
+                    found.append(self._dead_units(attribute(), t, name, dead, names))
+            if grad is not None and record_norms:
+                norm = float(grad.detach().norm())
             step.checked.append(m.Checked(name, state, norm, dead))
         return found
+
+    def _culprit_raw(self, c: zeros.Culprit, name: str, names: Names, lost: str) -> Raw:
+        message = self._with_module(c.message, c.module, names)
+        if c.zeroed is not None:
+            message = message.replace("{operand}", f"`{names.name_of(c.zeroed) or 'a tensor'}`")
+        related = [c.related] if c.related is not None else []
+        return Raw(c.kind, c.site, [name], message, grad_state=lost, related=related, hint=c.hint)
+
+    def _dead_units(
+        self, attributor: zeros.Attributor, t: torch.Tensor, name: str, dead: float, names: Names
+    ) -> Raw:
+        relu = attributor.relu_near(t)
+        site, module = zeros.stamp_of(relu) if relu is not None else (None, None)
+        owner = name.rsplit(".", 1)[0]
+        why = " (dead ReLUs)" if relu is not None else ""
+        message = self._with_module(
+            f"{dead:.0%} of the units of `{owner}` received zero gradient{why}", module, names
+        )
+        return Raw("zero_grad_flow", site, [name], message, grad_state="zero", severity="info")
 
     @property
     def _has_patterns(self) -> bool:
@@ -671,7 +684,14 @@ class Session:
                     "find_unused_parameters=True to DistributedDataParallel."
                 )
 
+    def _flush_pending(self) -> None:
+        for name, (lost, index) in self._pending.items():
+            why = "it was found at the last checked backward, so the op could not be traced (check one more: --steps)"
+            self._add(_unattributed(name, lost, why), index)
+        self._pending.clear()
+
     def build_report(self, script: m.ScriptInfo) -> m.Report:
+        self._flush_pending()
         return m.Report(
             tool={"name": "gradcheck", "version": __version__},
             environment={
@@ -706,6 +726,15 @@ def _finding_order(f: m.Finding) -> tuple[int, int, str, int]:
         f.site.file if f.site else "",
         f.site.line if f.site else 0,
     )
+
+
+def _unattributed(name: str, lost: str, why: str) -> Raw:
+    what = (
+        "is all zero"
+        if lost == "zero"
+        else "never arrived, although the tensor is in the loss's graph"
+    )
+    return Raw("zero_grad_flow", None, [name], f"the gradient {what}; {why}", grad_state=lost)
 
 
 def _as_list(x: Any) -> list[torch.Tensor]:
