@@ -102,7 +102,7 @@ FULL = Plan(
         "mlp": Reps(rounds=15, k=40, warm=5, mem_steps=5),
         "small_tf": Reps(rounds=12, k=10, warm=2, mem_steps=3),
         "medium_tf": Reps(rounds=5, k=3, warm=1, mem_steps=1),
-        "graph_100k": Reps(rounds=2, k=1, warm=1, mem_steps=1),
+        "graph_100k": Reps(rounds=2, k=2, warm=1, mem_steps=1),
     },
     flat_default_steps=10_000,
     flat_all_steps=2_000,
