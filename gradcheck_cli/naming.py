@@ -125,8 +125,15 @@ def _strip_wrappers(module: nn.Module) -> nn.Module:
     return module
 
 
-def build_names(namespaces: list[dict[str, Any]], extra_modules: Iterable[nn.Module] = ()) -> Names:
-    """Name everything reachable from ``namespaces`` (innermost scope first)."""
+def build_names(
+    namespaces: list[dict[str, Any]],
+    extra_modules: Iterable[nn.Module] = (),
+    non_leaves: bool = False,
+) -> Names:
+    """Name everything reachable from ``namespaces`` (innermost scope first).
+
+    Named tensors are leaves only unless ``non_leaves``: a kept ``loss`` would keep its graph alive.
+    """
     names = Names()
     candidates: list[Root] = []
     seen_modules: set[int] = set()
@@ -136,7 +143,12 @@ def build_names(namespaces: list[dict[str, Any]], extra_modules: Iterable[nn.Mod
             if id(value) not in seen_modules:
                 seen_modules.add(id(value))
                 candidates.append(Root(_display_name(name), value))
-        elif isinstance(value, torch.Tensor) and id(value) not in names.leaves:
+        elif (
+            isinstance(value, torch.Tensor)
+            and value.grad_fn is None
+            and id(value) not in names.leaves
+        ):
+            # Leaves only: keeping a non-leaf (`loss`, `out`) would keep its whole graph alive.
             names.leaves[id(value)] = (_display_name(name), value)
         elif isinstance(value, torch.optim.Optimizer) and all(
             o is not value for o in names.optimizers

@@ -608,18 +608,12 @@ class Session:
         if not reads:
             return
         names = self._names
-        main = sys.modules.get("__main__")
-        fallback = build_names([vars(main)] if main is not None else [])
         seen: set[int] = set()
-        for t, where in reads:
+        for t, where, variable in reads:
             if id(t) in seen or _NONE_TEST.search(where.site.code):
                 continue
             seen.add(id(t))
-            name = (
-                (names.name_of(t) if names else None)
-                or fallback.name_of(t)
-                or f"<tensor {tuple(t.shape)}>"
-            )
+            name = (names.name_of(t) if names else None) or variable or f"<tensor {tuple(t.shape)}>"
             if not t.requires_grad:
                 off = self.tracker.rg_off.get(t)
                 site = off or self.tracker.born.get(t) or where

@@ -32,6 +32,7 @@ from gradcheck_cli.sites import (
     capture,
     first_foreign_frame,
     is_user_file,
+    nearest_user_frame,
     quick_site,
 )
 
@@ -147,7 +148,9 @@ class Tracker:
         self.array_escapes: dict[int, int] = {}
         self._local = threading.local()
         self.suspended = False  # True while we run our own code or autograd runs backward
-        self.grad_reads: list[tuple[Tensor, CallSite]] = []
+        self.grad_reads: list[
+            tuple[Tensor, CallSite, str | None]
+        ] = []  # (tensor, where, its variable)
         self.stamp = False  # stamp user sites into grad_fn.metadata (for the next checked backward)
         self.modules: list[Any] = []  # modules whose forward is running (innermost last)
         self.backward_calls = 0
@@ -726,7 +729,19 @@ def _grad_get(
     if out is None and tr.backward_calls and caller_is_user():
         where = capture()
         if where is not None and len(tr.grad_reads) < 1024:
-            tr.grad_reads.append((args[0], where))
+            tr.grad_reads.append((args[0], where, _variable_name(args[0])))
+
+
+def _variable_name(t: Any) -> str | None:
+    """The reading frame's variable that holds ``t`` (a None ``.grad`` read is rare: scan is fine)."""
+    frame = nearest_user_frame()
+    if frame is None:
+        return None
+    for scope in (frame.f_locals, frame.f_globals):
+        for name, value in scope.items():
+            if value is t and not name.startswith("_"):
+                return name
+    return None
 
 
 def from_numpy_hook(tracker: Tracker, array: Any, out: Tensor) -> None:
