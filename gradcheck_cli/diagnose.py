@@ -101,7 +101,6 @@ class Context:
     ran_modules: set[int]
     optimizer_groups: list[set[int]]
     explicit_inputs: list[torch.Tensor] | None = None
-    backward_site: CallSite | None = None
     expect_ids: set[int] = field(default_factory=set)  # tensors the config says must learn
 
 
@@ -111,10 +110,6 @@ class Result:
     checked: list[tuple[str, str, torch.Tensor | None]] = field(
         default_factory=list
     )  # (name, state, tensor)
-
-
-def _compact(names: list[str]) -> str:
-    return ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
 
 
 def diagnose(ctx: Context) -> Result:

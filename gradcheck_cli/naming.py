@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ast
 import inspect
-import linecache
 import types
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -304,31 +303,3 @@ def attribute_site(
             line = start + node.lineno - 1
             return Site(fn.__code__.co_filename, line, fn.__code__.co_name)
     return None
-
-
-def assignment_site(frame_code: types.CodeType, var: str, before: int | None = None) -> Site | None:
-    """The last line of ``frame_code``'s source that assigns ``var`` (before line ``before``)."""
-    filename = frame_code.co_filename
-    lines = linecache.getlines(filename)
-    if not lines:
-        return None
-    try:
-        tree = ast.parse("".join(lines))
-    except SyntaxError:
-        return None
-    best: int | None = None
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            for t in targets:
-                for leaf in ast.walk(t):
-                    if (
-                        isinstance(leaf, ast.Name)
-                        and leaf.id == var
-                        and (before is None or node.lineno <= before)
-                        and (best is None or node.lineno > best)
-                    ):
-                        best = node.lineno
-    if best is None:
-        return None
-    return Site(filename, best, frame_code.co_name)

@@ -77,10 +77,6 @@ class PatchSet:
                 delattr(owner, name)
         self._undo.clear()
 
-    @property
-    def active(self) -> bool:
-        return bool(self._undo)
-
 
 def region_where(manager: str) -> CallSite | None:
     """Where a grad-mode region was opened: the ``with`` line, or for a decorated function the

@@ -385,7 +385,6 @@ class Session:
             ran_modules=set(self._ran),
             optimizer_groups=self._optimizer_groups(names),
             explicit_inputs=inputs,
-            backward_site=where,
         )
         patterns = self._resolve(names) if self._has_patterns else None
         tensors = self._named_tensors(names) if patterns else {}

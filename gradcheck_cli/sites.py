@@ -67,10 +67,6 @@ def is_user_file(filename: str) -> bool:
     return result
 
 
-def is_user_code(code: types.CodeType) -> bool:
-    return is_user_file(code.co_filename)
-
-
 def display_path(filename: str) -> str:
     """The path as the user would type it: relative to the cwd when under it."""
     try:
@@ -95,14 +91,6 @@ class Site:
     @property
     def display(self) -> str:
         return f"{display_path(self.file)}:{self.line}"
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "file": display_path(self.file),
-            "line": self.line,
-            "function": self.function,
-            "code": self.code,
-        }
 
 
 def frame_site(frame: types.FrameType) -> Site:

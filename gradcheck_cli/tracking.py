@@ -180,11 +180,6 @@ class Tracker:
                 del stack[i:]
                 return
 
-    def mark_plain(self, token: Any) -> None:
-        for r in self.regions:
-            if r.token is token:
-                r.plain = True
-
     def active_off_region(self) -> Region | None:
         for r in reversed(self.regions):
             if not r.enabled:
