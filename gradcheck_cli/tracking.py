@@ -135,6 +135,7 @@ class Tracker:
         self.tags = IdTable()  # tensor -> frozenset of cut ids upstream of it
         self.born = IdTable()  # tensor -> CallSite of the user factory call that created it
         self.rg_off = IdTable()  # tensor -> CallSite where requires_grad was turned off
+        self.user_leaves = IdTable()  # born tensors that require grad (-> True)
         self.made_from = IdTable()  # non-leaf tensor -> CallSite of the op that made it
         self.data_views = IdTable()  # tensor returned by `.data` -> the tensor sharing its storage
         self.data_written = IdTable()  # tensor -> CallSite of the last `.data` write by user code
@@ -389,22 +390,36 @@ class CutTracker(TorchFunctionMode):
         if kwargs is None:
             kwargs = {}
         tr = self.tracker
-        if tr.suspended or func in _PASSTHROUGH:
-            return func(*args, **kwargs)
-        special = _SPECIAL.get(func)
-        if special is not None:
-            src = args[0] if args else None
-            # detach_() and requires_grad_() change the source in place: read it before the call.
-            src_rg = isinstance(src, Tensor) and src.requires_grad
+        special = _ROUTE.get(func)
+        if special is None and not tr.suspended:
             out = func(*args, **kwargs)
+            # The fast path, most ops of a correct forward: a differentiable op whose output
+            # requires grad is not a cut, and while no tensor is tagged, no site is being stamped
+            # and no user-created leaf is alive, there is nothing else to record.
+            if (
+                isinstance(out, Tensor)
+                and out.requires_grad
+                and not tr.tags._d
+                and not tr.stamp
+                and not tr.user_leaves._d
+                and args
+                and out is not args[0]
+                and func not in _FACTORIES
+            ):
+                return out
             try:
-                special(tr, func, args, kwargs, out, src_rg)
+                self._after(tr, func, args, kwargs, out)
             except Exception as e:
                 tr.internal_error(e)
             return out
+        if special is None or special is _PASS or tr.suspended:
+            return func(*args, **kwargs)
+        src = args[0] if args else None
+        # detach_() and requires_grad_() change the source in place: read it before the call.
+        src_rg = isinstance(src, Tensor) and src.requires_grad
         out = func(*args, **kwargs)
         try:
-            self._after(tr, func, args, kwargs, out)
+            special(tr, func, args, kwargs, out, src_rg)
         except Exception as e:
             tr.internal_error(e)
         return out
@@ -477,7 +492,7 @@ class CutTracker(TorchFunctionMode):
             a0 = args[0] if args else next(iter(kwargs.values()), None)
             if out is a0 and a0.grad_fn is None:
                 _note_param_write(tr, a0)
-            if len(tr.born):
+            if tr.user_leaves._d:
                 _note_non_leaf(tr, args, out)
         elif func in _FACTORIES:
             _note_birth(tr, out)
@@ -522,6 +537,8 @@ def _note_birth(tr: Tracker, out: Any) -> None:
         where = capture()
         if where is not None:
             tr.born.set(out, where)
+            if out.requires_grad:
+                tr.user_leaves.set(out, True)
 
 
 def _note_non_leaf(tr: Tracker, args: tuple[Any, ...], out: Any) -> None:
@@ -533,7 +550,7 @@ def _note_non_leaf(tr: Tracker, args: tuple[Any, ...], out: Any) -> None:
             isinstance(a, Tensor)
             and a.requires_grad
             and a.grad_fn is None
-            and tr.born.get(a) is not None
+            and tr.user_leaves.get(a) is not None
         ):
             where = capture()
             if where is not None:
@@ -635,6 +652,8 @@ def _requires_grad_set(
         return
     if value:
         tr.rg_off.discard(t)
+        if tr.born.get(t) is not None:
+            tr.user_leaves.set(t, True)
     elif tr.rg_off.get(t) is None:
         where = capture()
         if where is not None:
@@ -773,3 +792,7 @@ _SPECIAL: dict[Any, Handler] = {
     TB.grad.__get__: _grad_get,
     TB.grad.__set__: _grad_set,
 }
+
+# One lookup per op: the special handler, or _PASS for the metadata getters, or None.
+_PASS: Handler = lambda *a: None  # noqa: E731
+_ROUTE: dict[Any, Handler] = {**dict.fromkeys(_PASSTHROUGH, _PASS), **_SPECIAL}

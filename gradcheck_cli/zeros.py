@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from gradcheck_cli.diagnose import Walk
+from gradcheck_cli.diagnose import ACCUMULATE_GRAD, Walk
 from gradcheck_cli.sites import CallSite, Site
 from gradcheck_cli.tracking import _META_KEY
 
@@ -85,7 +85,7 @@ def attach(walk: Walk) -> Probe:
         return hook
 
     for key, node in walk.nodes.items():
-        if getattr(node, "variable", None) is not None:
+        if type(node) is ACCUMULATE_GRAD:
             continue  # AccumulateGrad: the parameter's own .grad tells us
         try:
             probe.handles.append(node.register_hook(make(key)))
@@ -126,9 +126,7 @@ class Attributor:
         self.probe = probe
         self.starts = [s for s in starts if s is not None]
         self.parents = _parents(walk)
-        self.acc_of: dict[int, Any] = {
-            id(v): n for n in walk.nodes.values() if (v := getattr(n, "variable", None)) is not None
-        }
+        self.acc_of: dict[int, Any] = walk.acc
 
     def _toward(self, target: Any) -> set[int]:
         seen = {id(target)}
