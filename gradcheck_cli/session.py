@@ -458,13 +458,17 @@ class Session:
             return attributor
 
         record_norms = len(self.steps) < _MAX_STEP_RECORDS
-        for name, state, t in result.checked:
+        grads = [
+            t.grad if (t is not None and state == "ok") else None for _, state, t in result.checked
+        ]
+        stats = zeros.grad_stats(grads)
+        atol = self.config.zero_atol
+        for (name, state, t), grad, stat in zip(result.checked, grads, stats, strict=True):
             norm = dead = None
-            grad = t.grad if (t is not None and state == "ok") else None
             lost = None
             if state == "ok" and t is not None and grad is None:
                 state = lost = "none"  # in the graph, yet no gradient arrived
-            elif grad is not None and zeros.is_zero(grad, self.config.zero_atol):
+            elif stat is not None and stat[0] <= atol:
                 state = lost = "zero"
             if lost is not None and t is not None:
                 culprit = attribute().culprit(t) if probe is not None else None
@@ -480,10 +484,13 @@ class Session:
                     )
             elif grad is not None:
                 dead = zeros.dead_fraction(grad)
-                if dead:
-                    found.append(self._dead_units(attribute(), t, name, dead, names))
-            if grad is not None and record_norms:
-                norm = float(grad.detach().norm())
+                raw = self._dead_units(attribute(), t, name, dead, names) if dead else None
+                if raw is None:
+                    dead = None  # zero rows with no ReLU behind them: an embedding's unused tokens
+                else:
+                    found.append(raw)
+            if stat is not None and record_norms:
+                norm = stat[1]
             step.checked.append(m.Checked(name, state, norm, dead))
         return found
 
@@ -496,13 +503,17 @@ class Session:
 
     def _dead_units(
         self, attributor: zeros.Attributor, t: torch.Tensor, name: str, dead: float, names: Names
-    ) -> Raw:
+    ) -> Raw | None:
+        """Info on a layer with some dead ReLU units (None when no ReLU-like op is behind it)."""
         relu = attributor.relu_near(t)
-        site, module = zeros.stamp_of(relu) if relu is not None else (None, None)
+        if relu is None:
+            return None
+        site, module = zeros.stamp_of(relu)
         owner = name.rsplit(".", 1)[0]
-        why = " (dead ReLUs)" if relu is not None else ""
         message = self._with_module(
-            f"{dead:.0%} of the units of `{owner}` received zero gradient{why}", module, names
+            f"{dead:.0%} of the units of `{owner}` received zero gradient (dead ReLUs)",
+            module,
+            names,
         )
         return Raw("zero_grad_flow", site, [name], message, grad_state="zero", severity="info")
 

@@ -400,18 +400,40 @@ def describe(node: Any, empty: bool, shape: tuple[int, ...] | None = None) -> Cu
     )
 
 
-def is_zero(grad: torch.Tensor | None, atol: float) -> bool:
-    if grad is None:
-        return False
-    if grad.numel() == 0:
-        return True
-    g = grad.detach()
-    return bool(g.abs().max() <= atol) if atol > 0 else not bool(g.any())
+def grad_stats(grads: list[torch.Tensor | None]) -> list[tuple[float, float] | None]:
+    """``(max |g|, 2-norm)`` of each gradient (None for None): an empty or all-zero gradient has a
+    max of 0.0, a NaN one NaN.
+
+    Two batched ``_foreach_norm`` calls and one copy to Python, not three ops per parameter: a
+    thousand parameters cost a millisecond, not thirty. Anything torch's foreach path refuses
+    (sparse, mixed devices) is measured one by one.
+    """
+    present = [g.detach() for g in grads if g is not None]
+    if not present:
+        return [None] * len(grads)
+    values: list[tuple[float, float]]
+    try:
+        with torch.no_grad():
+            maxabs = torch.stack(torch._foreach_norm(present, float("inf"))).float()
+            norms = torch.stack(torch._foreach_norm(present, 2.0)).float()
+            values = list(zip(maxabs.tolist(), norms.tolist(), strict=True))
+    except (RuntimeError, TypeError, ValueError):
+        values = [_grad_stat(g) for g in present]
+    it = iter(values)
+    return [None if g is None else next(it) for g in grads]
+
+
+def _grad_stat(g: torch.Tensor) -> tuple[float, float]:
+    if g.is_sparse:
+        g = g.coalesce().values()
+    if g.numel() == 0:
+        return (0.0, 0.0)
+    return (float(g.abs().max()), float(g.norm()))
 
 
 def dead_fraction(grad: torch.Tensor | None) -> float | None:
     """Fraction of output units (rows) whose gradient is exactly zero, for matrices."""
-    if grad is None or grad.dim() < 2 or grad.shape[0] < 2:
+    if grad is None or grad.is_sparse or grad.dim() < 2 or grad.shape[0] < 2:
         return None
     rows = grad.detach().reshape(grad.shape[0], -1)
     return float((~rows.any(dim=1)).float().mean())

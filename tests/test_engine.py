@@ -134,6 +134,58 @@ def test_clean_two_layer_step_has_no_findings() -> None:
     }
 
 
+def test_gradient_norms_and_zero_states_with_sparse_and_bfloat16_gradients() -> None:
+    """The per-step gradient norms are measured in one batched pass; sparse (embedding) and
+    bfloat16 gradients must come out as torch computes them, and a zero one as ``zero``."""
+    torch.manual_seed(0)
+    emb = nn.Embedding(10, 4, sparse=True)
+    head = nn.Linear(4, 2).to(torch.bfloat16)
+    dead = nn.Linear(4, 2)
+    opt = torch.optim.SGD([*emb.parameters(), *head.parameters(), *dead.parameters()], lr=0.1)
+
+    def step() -> None:
+        opt.zero_grad()
+        h = emb(torch.tensor([1, 2, 3]))
+        loss = head(h.to(torch.bfloat16)).float().sum() + (dead(h) * 0.0).sum()
+        loss.backward()
+
+    report = _check(step)
+    checked = {c.name: c for c in report.steps[0].checked}
+    assert checked["emb.weight"].norm == pytest.approx(
+        float(emb.weight.grad.coalesce().values().norm()), rel=1e-6
+    )
+    assert checked["head.weight"].norm == pytest.approx(
+        float(head.weight.grad.float().norm()), rel=1e-2
+    )
+    assert checked["dead.weight"].state == "zero"
+    assert checked["dead.bias"].state == "zero"
+    (finding,) = _problems(report)
+    assert finding.kind == "zero_grad_flow"
+    assert set(finding.parameters) == {"dead.weight", "dead.bias"}
+    assert finding.site is not None
+    assert finding.site.line == _line_of(step, "* 0.0")
+    assert report.internal_errors == []
+
+
+def test_an_embeddings_unused_rows_are_not_reported_as_dead_units() -> None:
+    """Most rows of an embedding's gradient are zero (tokens not in the batch): no ReLU is behind
+    them, so there is nothing to say, not even information."""
+    torch.manual_seed(0)
+    emb, head = nn.Embedding(100, 8), nn.Linear(8, 2)
+    opt = torch.optim.SGD([*emb.parameters(), *head.parameters()], lr=0.1)
+
+    def step() -> None:
+        opt.zero_grad()
+        head(emb(torch.tensor([1, 2, 3]))).sum().backward()
+        opt.step()
+
+    report = _check(step)
+    assert report.findings == []
+    checked = {c.name: c for c in report.steps[0].checked}
+    assert checked["emb.weight"].state == "ok"
+    assert checked["emb.weight"].dead_fraction is None
+
+
 def test_detach_in_a_function_points_at_the_detach_line() -> None:
     torch.manual_seed(0)
     encoder, head = nn.Linear(4, 4), nn.Linear(4, 1)
