@@ -162,23 +162,35 @@ def build_names(
             candidates.append(Root(type(module).__name__, module))
 
     # A candidate held inside another candidate is not a root; bigger models claim modules first.
+    # A candidate inside another's tree is skipped below whatever the order, so its own tree
+    # (every module that ran is a candidate) is never walked.
+    shapes: dict[int, _Structure] = {}
+    inside: set[int] = set()
+    for r in candidates:
+        if id(r.module) not in inside:
+            shape = shapes[id(r.module)] = _Structure(r.module)
+            inside.update(id(sub) for _, sub in shape.modules[1:])
     contained: set[int] = set()
-    sized = sorted(candidates, key=lambda r: -sum(1 for _ in r.module.modules()))
+    sized = sorted(
+        (r for r in candidates if id(r.module) in shapes),
+        key=lambda r: -len(shapes[id(r.module)].modules),
+    )
     for root in sized:
         if id(root.module) in contained:
             continue
         names.roots.append(root)
-        for path, sub in root.module.named_modules(remove_duplicate=True):
+        shape = shapes[id(root.module)]
+        for path, sub in shape.modules:
             if id(sub) not in names.module_path:
                 names.module_path[id(sub)] = (root, path)
             if sub is not root.module:
                 contained.add(id(sub))
-        for pname, p in root.module.named_parameters(remove_duplicate=True):
+        for pname, p in shape.params:
             if id(p) not in names.param_name:
                 names.param_name[id(p)] = f"{root.name}.{pname}"
                 names.param_root[id(p)] = root
                 names.params[id(p)] = p
-        for u in find_unregistered(root):
+        for u in shape.unregistered(root.name):
             names.unregistered.setdefault(id(u.tensor), u)
     # A module that only ran (no variable holds it) and lives in a plain list of a named model is
     # one of that model's unregistered layers, not a model of its own.
@@ -187,7 +199,7 @@ def build_names(
         for r in names.roots
         if not (
             id(r.module) in extra_ids
-            and all(id(p) in names.unregistered for p in r.module.parameters())
+            and all(id(p) in names.unregistered for _, p in shapes[id(r.module)].params)
         )
     ]
     for key in [k for k, root in names.param_root.items() if root not in names.roots]:
@@ -200,35 +212,66 @@ def build_names(
     return names
 
 
-def find_unregistered(root: Root) -> list[Unregistered]:
-    """Tensors that require grad, held by a module outside its parameters (plain list/attr)."""
-    found: list[Unregistered] = []
-    registered = {id(p) for p in root.module.parameters()}
-    for path, module in root.module.named_modules():
-        prefix = f"{root.name}.{path}" if path else root.name
-        for attr, value in vars(module).items():
-            if attr.startswith("_") or attr == "training":
+class _Structure:
+    """One pass over a module tree: what ``named_modules()`` and ``named_parameters()`` yield (same
+    order, duplicates removed) and the tensors held outside parameters.
+
+    Names are rebuilt at every checked backward; torch's generators walk the tree once per call,
+    and this is called for modules, parameters, sizes and unregistered tensors alike.
+    """
+
+    __slots__ = ("_held", "modules", "params")
+
+    def __init__(self, module: nn.Module) -> None:
+        self.modules: list[tuple[str, nn.Module]] = []
+        self.params: list[tuple[str, torch.Tensor]] = []
+        seen_modules: set[int] = set()
+        seen_params: set[int] = set()
+        stack: list[tuple[str, nn.Module]] = [("", module)]
+        while stack:
+            path, mod = stack.pop()
+            if id(mod) in seen_modules:
                 continue
-            items: list[tuple[str, Any]]
-            if isinstance(value, (list, tuple)):
-                items = [(f"[{i}]", v) for i, v in enumerate(value)]
-            elif isinstance(value, dict):
-                items = [(f"[{k!r}]", v) for k, v in value.items()]
-            else:
-                items = [("", value)]
-            for suffix, item in items[:256]:
-                base = f"{prefix}.{attr}{suffix}"
-                if isinstance(item, nn.Module) and suffix:
-                    for pname, p in item.named_parameters():
-                        if id(p) not in registered and p.requires_grad:
-                            found.append(Unregistered(f"{base}.{pname}", p, module, attr))
-                elif (
-                    isinstance(item, torch.Tensor)
-                    and item.requires_grad
-                    and id(item) not in registered
-                ):
-                    found.append(Unregistered(base, item, module, attr))
-    return found
+            seen_modules.add(id(mod))
+            self.modules.append((path, mod))
+            prefix = f"{path}." if path else ""
+            for name, p in mod._parameters.items():
+                if p is not None and id(p) not in seen_params:
+                    seen_params.add(id(p))
+                    self.params.append((prefix + name, p))
+            children = [(prefix + n, c) for n, c in mod._modules.items() if c is not None]
+            stack.extend(reversed(children))
+        self._held = seen_params
+
+    def unregistered(self, root_name: str) -> list[Unregistered]:
+        """Tensors that require grad, held by a module outside its parameters (plain list/attr)."""
+        found: list[Unregistered] = []
+        registered = self._held
+        for path, module in self.modules:
+            prefix = f"{root_name}.{path}" if path else root_name
+            for attr, value in vars(module).items():
+                if attr.startswith("_") or attr == "training":
+                    continue
+                items: list[tuple[str, Any]]
+                if isinstance(value, (list, tuple)):
+                    items = [(f"[{i}]", v) for i, v in enumerate(value)]
+                elif isinstance(value, dict):
+                    items = [(f"[{k!r}]", v) for k, v in value.items()]
+                else:
+                    items = [("", value)]
+                for suffix, item in items[:256]:
+                    base = f"{prefix}.{attr}{suffix}"
+                    if isinstance(item, nn.Module) and suffix:
+                        for pname, p in item.named_parameters():
+                            if id(p) not in registered and p.requires_grad:
+                                found.append(Unregistered(f"{base}.{pname}", p, module, attr))
+                    elif (
+                        isinstance(item, torch.Tensor)
+                        and item.requires_grad
+                        and id(item) not in registered
+                    ):
+                        found.append(Unregistered(base, item, module, attr))
+        return found
 
 
 def frame_namespaces(

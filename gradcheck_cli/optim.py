@@ -19,7 +19,10 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.optim.optimizer import register_optimizer_step_pre_hook
+from torch.optim.optimizer import (
+    register_optimizer_step_post_hook,
+    register_optimizer_step_pre_hook,
+)
 
 from gradcheck_cli.diagnose import Raw
 from gradcheck_cli.naming import Names
@@ -84,8 +87,14 @@ class OptimizerWatch:
     # -- the check at step() ---------------------------------------------------------------------
 
     def check_step(
-        self, optimizer: torch.optim.Optimizer, names: Names, rg_off: Any = None
+        self,
+        optimizer: torch.optim.Optimizer,
+        names: Names,
+        rg_off: Any = None,
+        closure: bool = False,
     ) -> list[Raw]:
+        """What ``step()`` is about to do wrong. With a closure (LBFGS) the gradients are made
+        inside the step, so only the frozen-with-weight-decay check applies."""
         found: list[Raw] = []
         params = [p for g in optimizer.param_groups for p in g["params"]]
         name = names.name_of
@@ -98,7 +107,9 @@ class OptimizerWatch:
             if self.wipe is not None
             else present
         )
-        if self.wipe is not None and trained and not usable:
+        if closure:
+            pass
+        elif self.wipe is not None and trained and not usable:
             found.append(
                 Raw(
                     "grad_wiped",
@@ -204,9 +215,16 @@ def _describe(x: Any) -> str:
 
 
 def install(
-    watch: OptimizerWatch, patches: Any, on_step: Callable[[torch.optim.Optimizer], None]
+    watch: OptimizerWatch,
+    patches: Any,
+    on_step: Callable[[torch.optim.Optimizer, Any], Any],
+    on_step_done: Callable[[], None],
 ) -> None:
-    """Optimizer construction/zero_grad/step hooks and the layer-replacement patch."""
+    """Optimizer construction/zero_grad/step hooks and the layer-replacement patch.
+
+    ``on_step(optimizer, closure)`` runs before every ``step()`` and may return a closure to call
+    in place of the user's; ``on_step_done()`` runs after it.
+    """
     import functools
 
     orig_init = torch.optim.Optimizer.__init__
@@ -238,7 +256,18 @@ def install(
     patches.patch(torch.optim.Optimizer, "zero_grad", zero_grad)
     patches.patch(nn.Module, "__setattr__", module_setattr)
 
-    def step_pre_hook(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        on_step(optimizer)
+    def step_pre_hook(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> Any:
+        # ``args`` starts with the optimizer itself (torch passes the bound call's arguments).
+        closure = args[1] if len(args) > 1 else kwargs.get("closure")
+        wrapped = on_step(optimizer, closure)
+        if wrapped is None or closure is None:
+            return None
+        if len(args) > 1:
+            return (args[0], wrapped, *args[2:]), kwargs
+        return args, {**kwargs, "closure": wrapped}
+
+    def step_post_hook(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        on_step_done()
 
     patches.add_handle(register_optimizer_step_pre_hook(step_pre_hook))
+    patches.add_handle(register_optimizer_step_post_hook(step_post_hook))

@@ -97,6 +97,8 @@ class Session:
         self.steps_checked = 0
         # Time spent checking backward calls, autograd's own work excluded (benchmarks/ reads it).
         self.analysis_seconds = 0.0
+        self._step_suspended = False  # the tracker is suspended for an optimizer.step()
+        self._in_closure = False  # running the closure passed to optimizer.step()
         self.steps: list[m.Step] = []
         self.findings: dict[tuple[Any, ...], m.Finding] = {}
         self.notes: list[str] = []
@@ -112,7 +114,7 @@ class Session:
 
     def start(self) -> Session:
         install(self, self.patches, self.counting)
-        optim.install(self.optim, self.patches, self._on_step)
+        optim.install(self.optim, self.patches, self._on_step, self._on_step_done)
         self.tracker.on_grad_cleared = self.optim.wiped
         self.tracker.stamp = self.config.checks_step(0)  # the first checked backward
         self._showwarning = warnings.showwarning
@@ -191,6 +193,8 @@ class Session:
     # -- Engine protocol (called by the patches) -------------------------------------------------
 
     def module_ran(self, module: nn.Module) -> None:
+        if self._step_suspended and not self._in_closure:  # a step() raised: no post-hook ran
+            self._on_step_done()
         if not self._in_backward:
             self._ran[id(module)] = module
             self.tracker.modules.append(module)
@@ -208,19 +212,46 @@ class Session:
             bool(self._pending) and index == self._last_checked + 1
         )
 
-    def _on_step(self, optimizer: torch.optim.Optimizer) -> None:
-        """optimizer.step() is about to run (torch's global pre-hook): check what it will update."""
+    def _on_step(self, optimizer: torch.optim.Optimizer, closure: Any = None) -> Any:
+        """optimizer.step() is about to run (torch's global pre-hook): check what it will update.
+
+        Returns the closure to run instead of the user's one, if any.
+        """
         if not self._active or self._in_backward or os.getpid() != self.pid:
-            return
+            return None
         last = self.backward_calls - 1
-        if not self.config.checks_step(max(last, 0)):
-            return
-        with self._guard("checking optimizer.step()"):
-            names = self._names or self._build_names()
-            for raw in self.optim.check_step(optimizer, names, self.tracker.rg_off):
-                self._add(raw, last)
+        if self.config.checks_step(max(last, 0)):
+            with self._guard("checking optimizer.step()"):
+                names = self._names or self._build_names()
+                for raw in self.optim.check_step(
+                    optimizer, names, self.tracker.rg_off, closure=closure is not None
+                ):
+                    self._add(raw, last)
         if self._stop_pending:
             self._stop()
+        if self.tracker.suspended:
+            return None
+        # Nothing inside an optimizer's update is the user's to blame (LBFGS's `p.new()` and
+        # `view_as` under no_grad looked like cuts, and tagged the parameters they were added
+        # into): the mode lets its ops through untouched, except inside a closure, which runs the
+        # user's forward.
+        tracker = self.tracker
+        tracker.suspended = self._step_suspended = True
+        if closure is None:
+            return None
+
+        def user_closure(*args: Any, **kwargs: Any) -> Any:
+            tracker.suspended, self._in_closure = False, True
+            try:
+                return closure(*args, **kwargs)
+            finally:
+                tracker.suspended, self._in_closure = self._step_suspended, False
+
+        return user_closure
+
+    def _on_step_done(self) -> None:
+        if self._step_suspended:
+            self.tracker.suspended = self._step_suspended = False
 
     def _stop(self) -> None:
         n = self.config.stop_after
@@ -461,14 +492,17 @@ class Session:
         grads = [
             t.grad if (t is not None and state == "ok") else None for _, state, t in result.checked
         ]
-        stats = zeros.grad_stats(grads)
+        norms = zeros.grad_norms(grads)
+        deads = zeros.dead_fractions(grads)
         atol = self.config.zero_atol
-        for (name, state, t), grad, stat in zip(result.checked, grads, stats, strict=True):
+        for (name, state, t), grad, grad_norm, dead_rows in zip(
+            result.checked, grads, norms, deads, strict=True
+        ):
             norm = dead = None
             lost = None
             if state == "ok" and t is not None and grad is None:
                 state = lost = "none"  # in the graph, yet no gradient arrived
-            elif stat is not None and stat[0] <= atol:
+            elif grad is not None and zeros.is_zero(grad, grad_norm or 0.0, atol):
                 state = lost = "zero"
             if lost is not None and t is not None:
                 culprit = attribute().culprit(t) if probe is not None else None
@@ -483,14 +517,14 @@ class Session:
                         _unattributed(name, lost, "no single op on its path could be identified")
                     )
             elif grad is not None:
-                dead = zeros.dead_fraction(grad)
+                dead = dead_rows
                 raw = self._dead_units(attribute(), t, name, dead, names) if dead else None
                 if raw is None:
                     dead = None  # zero rows with no ReLU behind them: an embedding's unused tokens
                 else:
                     found.append(raw)
-            if stat is not None and record_norms:
-                norm = stat[1]
+            if grad_norm is not None and record_norms:
+                norm = grad_norm
             step.checked.append(m.Checked(name, state, norm, dead))
         return found
 

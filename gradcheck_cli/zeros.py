@@ -11,6 +11,7 @@ tensors and read once after the backward (one sync, not one per node, on a GPU).
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -400,40 +401,54 @@ def describe(node: Any, empty: bool, shape: tuple[int, ...] | None = None) -> Cu
     )
 
 
-def grad_stats(grads: list[torch.Tensor | None]) -> list[tuple[float, float] | None]:
-    """``(max |g|, 2-norm)`` of each gradient (None for None): an empty or all-zero gradient has a
-    max of 0.0, a NaN one NaN.
-
-    Two batched ``_foreach_norm`` calls and one copy to Python, not three ops per parameter: a
-    thousand parameters cost a millisecond, not thirty. Anything torch's foreach path refuses
-    (sparse, mixed devices) is measured one by one.
+def grad_norms(grads: list[torch.Tensor | None]) -> list[float | None]:
+    """The 2-norm of each gradient (None for None), in one batched ``_foreach_norm`` call and one
+    copy to Python rather than two ops per parameter: for a thousand parameters, 1.5 ms instead of
+    6 ms on CPU. Anything the foreach path refuses (sparse, mixed devices) is measured one by one.
     """
     present = [g.detach() for g in grads if g is not None]
     if not present:
         return [None] * len(grads)
-    values: list[tuple[float, float]]
+    values: list[float]
     try:
         with torch.no_grad():
-            maxabs = torch.stack(torch._foreach_norm(present, float("inf"))).float()
-            norms = torch.stack(torch._foreach_norm(present, 2.0)).float()
-            values = list(zip(maxabs.tolist(), norms.tolist(), strict=True))
+            values = torch.stack(torch._foreach_norm(present, 2.0)).float().tolist()
     except (RuntimeError, TypeError, ValueError):
-        values = [_grad_stat(g) for g in present]
+        values = [float(_values(g).norm()) for g in present]
     it = iter(values)
     return [None if g is None else next(it) for g in grads]
 
 
-def _grad_stat(g: torch.Tensor) -> tuple[float, float]:
-    if g.is_sparse:
-        g = g.coalesce().values()
-    if g.numel() == 0:
-        return (0.0, 0.0)
-    return (float(g.abs().max()), float(g.norm()))
+def is_zero(grad: torch.Tensor, norm: float, atol: float) -> bool:
+    """All of ``grad`` within ``atol`` of zero (exactly zero when ``atol`` is 0); ``norm`` is its
+    2-norm from :func:`grad_norms`, which settles almost every case without another op."""
+    if norm != norm:  # NaN
+        return False
+    g = _values(grad.detach())
+    if atol <= 0:
+        # A norm of 0 can also be underflow (every element below ~1e-19 in float32): ask any().
+        return norm == 0 and not bool(g.any())
+    if norm <= atol:
+        return True
+    if norm > atol * math.sqrt(max(g.numel(), 1)):  # then max |g| >= norm / sqrt(n) > atol
+        return False
+    return float(g.abs().max()) <= atol
 
 
-def dead_fraction(grad: torch.Tensor | None) -> float | None:
-    """Fraction of output units (rows) whose gradient is exactly zero, for matrices."""
-    if grad is None or grad.is_sparse or grad.dim() < 2 or grad.shape[0] < 2:
-        return None
-    rows = grad.detach().reshape(grad.shape[0], -1)
-    return float((~rows.any(dim=1)).float().mean())
+def _values(g: torch.Tensor) -> torch.Tensor:
+    return g.coalesce().values() if g.is_sparse else g
+
+
+def dead_fractions(grads: list[torch.Tensor | None]) -> list[float | None]:
+    """For each matrix gradient, the fraction of output units (rows) whose gradient is exactly
+    zero (None for anything else); the live-row counts come back in one copy."""
+    rows: list[int] = []
+    live: list[torch.Tensor] = []
+    for g in grads:
+        if g is None or g.is_sparse or g.dim() < 2 or g.shape[0] < 2:
+            rows.append(0)
+            continue
+        rows.append(g.shape[0])
+        live.append(g.detach().reshape(g.shape[0], -1).any(dim=1).sum())
+    counts = iter(torch.stack(live).tolist() if live else [])
+    return [None if n == 0 else 1.0 - next(counts) / n for n in rows]

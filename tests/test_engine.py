@@ -186,6 +186,29 @@ def test_an_embeddings_unused_rows_are_not_reported_as_dead_units() -> None:
     assert checked["emb.weight"].dead_fraction is None
 
 
+@pytest.mark.parametrize(("atol", "state"), [(0.0, "ok"), (1e-6, "zero")])
+def test_zero_atol_decides_when_a_tiny_gradient_counts_as_zero(atol: float, state: str) -> None:
+    from gradcheck_cli.config import Config
+
+    torch.manual_seed(0)
+    big, tiny = nn.Linear(4, 1), nn.Linear(4, 1)
+
+    def step() -> None:
+        x = torch.randn(8, 4)
+        (big(x).sum() + 1e-9 * tiny(x).sum()).backward()
+
+    with gradcheck_cli.watch(Config(zero_atol=atol)) as session:
+        step()
+    report = session.build_report(ScriptInfo(path=THIS, argv=[]))
+    checked = {c.name: c.state for c in report.steps[0].checked}
+    assert checked["big.weight"] == "ok"
+    assert checked["tiny.weight"] == state
+    assert checked["tiny.bias"] == state
+    kinds = {(f.kind, tuple(sorted(f.parameters))) for f in _problems(report)}
+    expected = {("zero_grad_flow", ("tiny.bias", "tiny.weight"))} if state == "zero" else set()
+    assert kinds == expected
+
+
 def test_detach_in_a_function_points_at_the_detach_line() -> None:
     torch.manual_seed(0)
     encoder, head = nn.Linear(4, 4), nn.Linear(4, 1)
