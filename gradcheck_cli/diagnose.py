@@ -15,6 +15,7 @@ trains, which modules ran — findings out. The expected set of a backward (DESI
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +24,7 @@ import torch
 from torch import nn
 
 from gradcheck_cli.naming import Names, attribute_site
-from gradcheck_cli.sites import CallSite, Site
+from gradcheck_cli.sites import CallSite, Site, is_user_file
 from gradcheck_cli.tracking import Cut, Tracker
 
 _REGION_WORDS = {
@@ -137,6 +138,7 @@ def diagnose(ctx: Context) -> Result:
             cut_of.setdefault(key, cut)
 
     expected: dict[int, tuple[str, torch.Tensor]] = {}
+    frozen: dict[Site, Raw] = {}  # frozen parameters, by the line that froze them (information)
     if ctx.explicit_inputs is not None:
         for i, t in enumerate(ctx.explicit_inputs):
             expected[id(t)] = (names.name_of(t) or f"inputs[{i}]", t)
@@ -160,6 +162,19 @@ def diagnose(ctx: Context) -> Result:
                     continue
                 if not p.requires_grad and id(p) not in ctx.expect_ids:
                     res.checked.append((qual, "frozen", None))
+                    froze = ctx.tracker.rg_off.get(p)
+                    if froze is not None:  # a freeze we saw: say so (a layer frozen by mistake)
+                        raw = frozen.get(froze.site)
+                        if raw is None:
+                            raw = frozen[froze.site] = Raw(
+                                "requires_grad_false",
+                                froze,
+                                [],
+                                "frozen here, so not checked: list these tensors under `expect` "
+                                "if they should learn (or under `frozen` to drop this line)",
+                                severity="info",
+                            )
+                        raw.names.append(qual)
                     continue
                 expected[id(p)] = (qual, p)
         for key, (name, t) in names.leaves.items():
@@ -219,11 +234,24 @@ def diagnose(ctx: Context) -> Result:
                     else None
                 )
                 msg = f"`{mod_name}` never ran in this forward pass"
-            add("unused_parameter", where, name, msg)
+            hint = None
+            if where is None:
+                # A library's module (a pretrained model's pooler): point at the user's own line
+                # that uses the library model holding it.
+                where, holder = _nearest_user_site(names, module)
+                if holder is not None and parent is not None and not _user_class(parent):
+                    hint = (
+                        f"`{names.module_name(holder) or type(holder).__name__}` "
+                        f"({type(holder).__name__}) is library code: if this part's output is not "
+                        "needed, build it without that part (many models have an option for it), "
+                        "or list these parameters under `allow_none` in gradcheck.yaml."
+                    )
+            add("unused_parameter", where, name, msg, hint=hint)
             continue
         where = ctx.tracker.born.get(t)
         add("unused_parameter", where, name, "never contributed to this loss")
 
+    res.findings += frozen.values()
     for raw in by_group.values():
         res.findings.append(raw)
 
@@ -276,6 +304,33 @@ def _parent(names: Names, module: nn.Module) -> nn.Module | None:
     for part in path.split(".")[:-1]:
         parent = getattr(parent, part) if not part.isdigit() else parent[int(part)]  # type: ignore[index]
     return parent
+
+
+def _user_class(module: nn.Module) -> bool:
+    home = sys.modules.get(type(module).__module__)
+    return is_user_file(getattr(home, "__file__", None) or "<library>")
+
+
+def _nearest_user_site(names: Names, module: nn.Module) -> tuple[Site | None, nn.Module | None]:
+    """The call (in ``forward``) or assignment (in ``__init__``) of ``module``'s nearest ancestor
+    that user code holds as an attribute, and that ancestor."""
+    entry = names.module_path.get(id(module))
+    if entry is None:
+        return None, None
+    root, path = entry
+    parts = path.split(".") if path else []
+    chain: list[nn.Module] = [root.module]
+    for part in parts:
+        parent = chain[-1]
+        chain.append(parent[int(part)] if part.isdigit() else getattr(parent, part))  # type: ignore[index]
+    for i in range(len(parts) - 1, -1, -1):
+        owner, attr = chain[i], parts[i]
+        if attr.isdigit():
+            continue  # an entry of a container: its use is the container's
+        site = attribute_site(owner, attr, "forward", call=True) or attribute_site(owner, attr)
+        if site is not None:
+            return site, chain[i + 1]
+    return None, None
 
 
 def cut_message(cut: Cut) -> str:

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from gradcheck_cli.sites import Site, is_user_file
+from gradcheck_cli.tracking import grad_fn_of
 
 
 @dataclass
@@ -144,7 +145,7 @@ def build_names(
                 candidates.append(Root(_display_name(name), value))
         elif (
             isinstance(value, torch.Tensor)
-            and value.grad_fn is None
+            and grad_fn_of(value) is None
             and id(value) not in names.leaves
         ):
             # Leaves only: keeping a non-leaf (`loss`, `out`) would keep its whole graph alive.

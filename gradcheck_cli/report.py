@@ -149,7 +149,10 @@ def render_console(
     if info and not quiet:
         for f in info if verbose else info[:5]:
             where = f" at {f.site.display}" if f.site else ""
-            console.print(f"[cyan]i[/] [dim]{escape(f.kind)}[/] {escape(f.message)}{escape(where)}")
+            who = f"{compact_names(f.parameters)}: " if f.parameters else ""
+            console.print(
+                f"[cyan]i[/] [dim]{escape(f.kind)}[/] {escape(who + f.message)}{escape(where)}"
+            )
         if len(info) > 5 and not verbose:
             console.print(f"[dim]  … {len(info) - 5} more (--verbose)[/]")
     _render_notes(report, console, quiet)

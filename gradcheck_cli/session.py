@@ -7,6 +7,7 @@ training framework's callback); ``gradcheck run`` wraps the script's execution i
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import os
 import platform
@@ -108,6 +109,8 @@ class Session:
         self._stop_pending = False
         # Gradients lost without an identified op, waiting for the probe at the next checked backward.
         self._pending: dict[str, tuple[str, int]] = {}
+        # (name, "zero" | "none") -> what explained it at a probed step
+        self._explained: dict[tuple[str, str], Raw] = {}
         self._last_checked = -1
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -505,28 +508,42 @@ class Session:
             elif grad is not None and zeros.is_zero(grad, grad_norm or 0.0, atol):
                 state = lost = "zero"
             if lost is not None and t is not None:
-                culprit = attribute().culprit(t) if probe is not None else None
-                if culprit is not None:
-                    found.append(self._culprit_raw(culprit, name, names, lost))
-                    self._pending.pop(name, None)
+                known = self._explained.get((name, lost))
+                if probe is None and known is not None:
+                    # Lost the same way as at an earlier probed step: the same finding, one more
+                    # step, and no probe (hooking every node) again.
+                    found.append(dataclasses.replace(known, names=[name]))
                 elif probe is None:
                     self._pending[name] = (lost, step.index)
                 else:
-                    self._pending.pop(name, None)
-                    found.append(
-                        _unattributed(name, lost, "no single op on its path could be identified")
+                    culprit = attribute().culprit(t)
+                    raw = (
+                        self._culprit_raw(culprit, name, names, lost)
+                        if culprit is not None
+                        else _unattributed(
+                            name, lost, "no single op on its path could be identified"
+                        )
                     )
+                    self._explained[(name, lost)] = dataclasses.replace(raw, names=[name])
+                    self._pending.pop(name, None)
+                    found.append(raw)
             elif grad is not None:
                 dead = dead_rows
                 raw = self._dead_units(attribute(), t, name, dead, names) if dead else None
                 if raw is None:
                     dead = None  # zero rows with no ReLU behind them: an embedding's unused tokens
-                else:
-                    found.append(raw)
+                elif raw.where is not None or not self._reported_dead(name):
+                    found.append(raw)  # (ops are stamped on some checked steps only)
             if grad_norm is not None and record_norms:
                 norm = grad_norm
             step.checked.append(m.Checked(name, state, norm, dead))
         return found
+
+    def _reported_dead(self, name: str) -> bool:
+        return any(
+            f.severity == "info" and f.kind == "zero_grad_flow" and name in f.parameters
+            for f in self.findings.values()
+        )
 
     def _culprit_raw(self, c: zeros.Culprit, name: str, names: Names, lost: str) -> Raw:
         message = self._with_module(c.message, c.module, names)
@@ -567,6 +584,11 @@ class Session:
         """``allow_none`` / ``allow_zero`` exceptions, and ``frozen`` tensors that still learn."""
         kept: list[Raw] = []
         for raw in findings:
+            if raw.kind == "requires_grad_false" and raw.severity == "info":
+                raw.names = [n for n in raw.names if n not in patterns["frozen"]]
+                if raw.names:
+                    kept.append(raw)
+                continue
             allowed = patterns["allow_zero"] if raw.grad_state == "zero" else patterns["allow_none"]
             if raw.grad_state in ("none", "zero", "raised") and allowed and raw.names:
                 raw.names = [n for n in raw.names if n not in allowed]
@@ -627,13 +649,22 @@ class Session:
     def _add(self, raw: Raw, index: int) -> m.Finding:
         rule = rule_for(raw.kind)
         site = _model_site(raw.where)
-        key = (raw.kind, site.file if site else None, site.line if site else None)
+        severity = raw.severity or rule.severity
+        # One finding per kind, line and severity; without a line, per message too (an
+        # unattributed error must not fold into an info finding, or hide in it).
+        key = (
+            raw.kind,
+            site.file if site else None,
+            site.line if site else None,
+            severity,
+            None if site else raw.message,
+        )
         finding = self.findings.get(key)
         if finding is None:
             finding = m.Finding(
                 id=rule.id,
                 kind=raw.kind,
-                severity=raw.severity or rule.severity,
+                severity=severity,
                 grad_state=raw.grad_state,
                 parameters=[],
                 site=site,

@@ -45,6 +45,15 @@ _INIT_SUFFIX = os.path.join("torch", "nn", "init.py")
 _MAX_ESCAPES = 4096
 
 
+def grad_fn_of(t: Tensor) -> Any:
+    """``t.grad_fn``, or None where reading it raises: a view made under no_grad whose base was
+    then written in place (``nn.Embedding(padding_idx=...)`` zeroes its row that way)."""
+    try:
+        return t.grad_fn
+    except RuntimeError:
+        return None
+
+
 class IdTable:
     """Side data for tensors keyed by ``id()``; an entry vanishes when its tensor is freed."""
 
@@ -102,7 +111,7 @@ class Cut:
         for t in tensors:
             if len(roots) >= _MAX_ROOTS:
                 return
-            node = t.grad_fn
+            node = grad_fn_of(t)
             obj = node if node is not None else t
             roots.setdefault(id(obj), obj)
 
@@ -490,7 +499,7 @@ class CutTracker(TorchFunctionMode):
             # An in-place write into a parameter (allowed under no_grad only): an init or a reset.
             # nn.init functions arrive here whole, with the tensor as a keyword argument.
             a0 = args[0] if args else next(iter(kwargs.values()), None)
-            if out is a0 and a0.grad_fn is None:
+            if out is a0 and grad_fn_of(a0) is None:
                 _note_param_write(tr, a0)
             if tr.user_leaves._d:
                 _note_non_leaf(tr, args, out)
@@ -543,13 +552,13 @@ def _note_birth(tr: Tracker, out: Any) -> None:
 
 def _note_non_leaf(tr: Tracker, args: tuple[Any, ...], out: Any) -> None:
     """A user-created leaf turned into a non-leaf (``.to``, ``* 0.01``): remember where."""
-    if not isinstance(out, Tensor) or out.grad_fn is None:
+    if not isinstance(out, Tensor) or grad_fn_of(out) is None:
         return
     for a in args:
         if (
             isinstance(a, Tensor)
             and a.requires_grad
-            and a.grad_fn is None
+            and grad_fn_of(a) is None
             and tr.user_leaves.get(a) is not None
         ):
             where = capture()
@@ -564,10 +573,10 @@ def _stamp(tr: Tracker, out: Any) -> None:
     Nodes take no attributes and cannot be weak-referenced, but ``metadata`` is a dict that lives
     as long as the node: the zero-gradient attribution reads it back during the checked backward.
     """
-    node = out.grad_fn if isinstance(out, Tensor) else None
+    node = grad_fn_of(out) if isinstance(out, Tensor) else None
     if node is None and type(out) in (tuple, list):
         node = next(
-            (o.grad_fn for o in out if isinstance(o, Tensor) and o.grad_fn is not None), None
+            (n for o in out if isinstance(o, Tensor) and (n := grad_fn_of(o)) is not None), None
         )
     if node is None:
         return
@@ -614,7 +623,7 @@ def _data_get(
 ) -> None:
     _data_cut(tr, func, args, kwargs, out, src_rg)
     src = args[0] if args else None
-    if src_rg and isinstance(src, Tensor) and src.grad_fn is None and isinstance(out, Tensor):
+    if src_rg and isinstance(src, Tensor) and grad_fn_of(src) is None and isinstance(out, Tensor):
         tr.data_views.set(out, src)  # an in-place op on the view writes the parameter
 
 

@@ -209,6 +209,162 @@ def test_zero_atol_decides_when_a_tiny_gradient_counts_as_zero(atol: float, stat
     assert kinds == expected
 
 
+def test_an_embedding_with_padding_idx_built_under_watch_is_checked_cleanly() -> None:
+    """Every BERT-style embedding zeroes its padding row through a no_grad view written in place;
+    reading that view's grad_fn raises in torch, which must not become an internal error."""
+    with gradcheck_cli.watch() as session:
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Embedding(10, 4, padding_idx=0), nn.Flatten(), nn.Linear(12, 1))
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        for _ in range(2):
+            opt.zero_grad()
+            model(torch.randint(0, 10, (8, 3))).pow(2).mean().backward()
+            opt.step()
+    report = session.build_report(ScriptInfo(path=THIS, argv=[]))
+    assert report.internal_errors == []
+    assert report.findings == []
+    assert {c.name: c.state for c in report.steps[0].checked} == {
+        "model.0.weight": "ok",
+        "model.2.weight": "ok",
+        "model.2.bias": "ok",
+    }
+
+
+class _DeadAndCancelled(nn.Module):
+    """Half of ``hid``'s ReLU units are dead (information) and ``scale`` cancels out (an error
+    no single op explains): two findings without a common line."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inp, self.hid, self.out = nn.Linear(4, 8), nn.Linear(8, 10), nn.Linear(10, 1)
+        self.scale = nn.Parameter(torch.ones(8))
+        with torch.no_grad():
+            self.hid.bias[5:] = -100.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.inp(x) + (self.scale - self.scale)
+        return self.out(torch.relu(self.hid(h)))
+
+
+def test_an_unexplained_error_never_merges_into_an_info_finding() -> None:
+    torch.manual_seed(0)
+    model = _DeadAndCancelled()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+
+    def steps() -> None:
+        for _ in range(4):
+            opt.zero_grad()
+            model(torch.randn(16, 4)).pow(2).mean().backward()
+            opt.step()
+
+    report = _check(steps)
+    by_severity = {f.severity: f for f in report.findings}
+    assert set(by_severity) == {"error", "info"}
+    error, info = by_severity["error"], by_severity["info"]
+    assert (error.kind, error.parameters, error.grad_state) == (
+        "zero_grad_flow",
+        ["model.scale"],
+        "zero",
+    )
+    assert error.steps == [0, 1, 2, 3]
+    assert info.parameters == ["model.hid.weight"]
+    assert info.site is not None
+    assert "(dead ReLUs)" in info.message
+
+
+_LIBRARY_MODEL = """
+import torch
+from torch import nn
+
+
+class Pooler(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.dense = nn.Linear(8, 8)
+
+    def forward(self, h):
+        return torch.tanh(self.dense(h[:, 0]))
+
+
+class LibModel(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Linear(4, 8)
+        self.pooler = Pooler()
+
+    def forward(self, x):
+        hidden = self.embed(x)
+        return hidden, self.pooler(hidden)
+"""
+
+
+class _UsesLibrary(nn.Module):
+    def __init__(self, lib: nn.Module) -> None:
+        super().__init__()
+        self.lib = lib
+        self.head = nn.Linear(8, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hidden, _ = self.lib(x)
+        return self.head(hidden.mean(dim=1))
+
+
+def test_an_unused_part_of_a_library_model_points_at_the_users_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pretrained model's pooler that the user's head ignores: the library's own line is not the
+    user's to fix, so the finding points at the user's call of the library model."""
+    lib_dir = tmp_path / "site-packages"
+    lib_dir.mkdir()
+    (lib_dir / "gc_fake_lib.py").write_text(_LIBRARY_MODEL)
+    monkeypatch.syspath_prepend(str(lib_dir))
+    import gc_fake_lib  # type: ignore[import-not-found]
+
+    torch.manual_seed(0)
+    model = _UsesLibrary(gc_fake_lib.LibModel())
+
+    def step() -> None:
+        model(torch.randn(2, 3, 4)).sum().backward()
+
+    report = _check(step)
+    (finding,) = _problems(report)
+    assert finding.kind == "unused_parameter"
+    assert finding.parameters == ["model.lib.pooler.dense.weight", "model.lib.pooler.dense.bias"]
+    assert finding.site is not None
+    assert (finding.site.file, finding.site.line) == (
+        THIS,
+        _line_of(_UsesLibrary.forward, "self.lib(x)"),
+    )
+    assert "`model.lib` (LibModel) is library code" in finding.hint
+
+
+@pytest.mark.parametrize("declared", [False, True])
+def test_a_freeze_seen_in_the_run_is_information_at_the_freeze_line(declared: bool) -> None:
+    """A layer frozen by mistake is not an error (frozen backbones are normal) but must not be
+    silent either; listing it under ``frozen`` in the config drops the line."""
+    from gradcheck_cli.config import Config
+
+    def run() -> None:
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+        model[0].requires_grad_(False)  # the freeze
+        model(torch.randn(5, 4)).sum().backward()
+
+    config = Config(frozen=["model.0.*"]) if declared else Config()
+    with gradcheck_cli.watch(config) as session:
+        run()
+    report = session.build_report(ScriptInfo(path=THIS, argv=[]))
+    assert _problems(report) == []
+    frozen = [f for f in report.findings if f.kind == "requires_grad_false"]
+    if declared:
+        assert frozen == []
+        return
+    (info,) = frozen
+    assert info.severity == "info"
+    assert info.parameters == ["model.0.weight", "model.0.bias"]
+    assert info.site is not None and info.site.line == _line_of(run, "# the freeze")
+
+
 def test_detach_in_a_function_points_at_the_detach_line() -> None:
     torch.manual_seed(0)
     encoder, head = nn.Linear(4, 4), nn.Linear(4, 1)
