@@ -651,13 +651,14 @@ class Session:
         site = _model_site(raw.where)
         severity = raw.severity or rule.severity
         # One finding per kind, line and severity; without a line, per message too (an
-        # unattributed error must not fold into an info finding, or hide in it).
+        # unattributed error must not fold into an info finding, or hide in it), and per module
+        # for unused ones (two library models called on one line each have their own).
         key = (
             raw.kind,
             site.file if site else None,
             site.line if site else None,
             severity,
-            None if site else raw.message,
+            None if site and raw.kind != "unused_parameter" else raw.message,
         )
         finding = self.findings.get(key)
         if finding is None:
