@@ -299,13 +299,13 @@ class LibModel(nn.Module):
 
 
 class _UsesLibrary(nn.Module):
-    def __init__(self, lib: nn.Module) -> None:
+    def __init__(self, lib: nn.Module, lib2: nn.Module) -> None:
         super().__init__()
-        self.lib = lib
+        self.lib, self.lib2 = lib, lib2
         self.head = nn.Linear(8, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        hidden, _ = self.lib(x)
+        hidden = self.lib(x)[0] + self.lib2(x)[0]
         return self.head(hidden.mean(dim=1))
 
 
@@ -321,21 +321,24 @@ def test_an_unused_part_of_a_library_model_points_at_the_users_call(
     import gc_fake_lib  # type: ignore[import-not-found]
 
     torch.manual_seed(0)
-    model = _UsesLibrary(gc_fake_lib.LibModel())
+    model = _UsesLibrary(gc_fake_lib.LibModel(), gc_fake_lib.LibModel())
 
     def step() -> None:
         model(torch.randn(2, 3, 4)).sum().backward()
 
     report = _check(step)
-    (finding,) = _problems(report)
-    assert finding.kind == "unused_parameter"
-    assert finding.parameters == ["model.lib.pooler.dense.weight", "model.lib.pooler.dense.bias"]
-    assert finding.site is not None
-    assert (finding.site.file, finding.site.line) == (
-        THIS,
-        _line_of(_UsesLibrary.forward, "self.lib(x)"),
-    )
-    assert "`model.lib` (LibModel) is library code" in finding.hint
+    first, second = _problems(report)  # two library models on one line: one finding each
+    line = _line_of(_UsesLibrary.forward, "self.lib(x)")
+    for finding, attr in ((first, "lib"), (second, "lib2")):
+        assert finding.kind == "unused_parameter"
+        assert finding.parameters == [
+            f"model.{attr}.pooler.dense.weight",
+            f"model.{attr}.pooler.dense.bias",
+        ]
+        assert finding.site is not None
+        assert (finding.site.file, finding.site.line) == (THIS, line)
+        assert f"`model.{attr}.pooler.dense` ran" in finding.message
+        assert f"`model.{attr}` (LibModel) is library code" in finding.hint
 
 
 @pytest.mark.parametrize("declared", [False, True])
