@@ -412,11 +412,24 @@ def grad_norms(grads: list[torch.Tensor | None]) -> list[float | None]:
     values: list[float]
     try:
         with torch.no_grad():
-            values = torch.stack(torch._foreach_norm(present, 2.0)).float().tolist()
+            values = _floats(torch._foreach_norm(present, 2.0))
     except (RuntimeError, TypeError, ValueError):
         values = [float(_values(g).norm()) for g in present]
     it = iter(values)
     return [None if g is None else next(it) for g in grads]
+
+
+def _floats(scalars: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> list[float]:
+    """0-d tensors as Python floats, with one copy per device (a model may span CPU and GPU)."""
+    by_device: dict[torch.device, list[int]] = {}
+    for i, x in enumerate(scalars):
+        by_device.setdefault(x.device, []).append(i)
+    out = [0.0] * len(scalars)
+    for indices in by_device.values():
+        got = torch.stack([scalars[i].float() for i in indices]).tolist()
+        for i, v in zip(indices, got, strict=True):
+            out[i] = v
+    return out
 
 
 def is_zero(grad: torch.Tensor, norm: float, atol: float) -> bool:
@@ -450,5 +463,5 @@ def dead_fractions(grads: list[torch.Tensor | None]) -> list[float | None]:
             continue
         rows.append(g.shape[0])
         live.append(g.detach().reshape(g.shape[0], -1).any(dim=1).sum())
-    counts = iter(torch.stack(live).tolist() if live else [])
+    counts = iter(_floats(live))
     return [None if n == 0 else 1.0 - next(counts) / n for n in rows]
