@@ -102,6 +102,7 @@ class Raw:
     severity: str | None = None
     related: list[CallSite | Site] = field(default_factory=list)  # upstream lines behind the cause
     hint: str | None = None  # a fix more specific than the rule's
+    earlier_steps: list[int] = field(default_factory=list)  # lost there too, explained only now
 
 
 @dataclass

@@ -525,7 +525,9 @@ class Session:
                         )
                     )
                     self._explained[(name, lost)] = dataclasses.replace(raw, names=[name])
-                    self._pending.pop(name, None)
+                    pending = self._pending.pop(name, None)
+                    if pending is not None and pending[0] == lost:
+                        raw.earlier_steps.append(pending[1])
                     found.append(raw)
             elif grad is not None:
                 dead = dead_rows
@@ -679,8 +681,10 @@ class Session:
         for name in raw.names:
             if name not in finding.parameters:
                 finding.parameters.append(name)
-        if index >= 0 and index not in finding.steps and len(finding.steps) < _MAX_STEP_INDICES:
-            finding.steps.append(index)
+        for step in (*raw.earlier_steps, index):
+            if step >= 0 and step not in finding.steps and len(finding.steps) < _MAX_STEP_INDICES:
+                finding.steps.append(step)
+        finding.steps.sort()
         return finding
 
     def _record_step(self, step: m.Step) -> None:

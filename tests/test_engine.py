@@ -368,6 +368,32 @@ def test_a_freeze_seen_in_the_run_is_information_at_the_freeze_line(declared: bo
     assert info.site is not None and info.site.line == _line_of(run, "# the freeze")
 
 
+def test_a_zero_gradient_seen_before_its_probe_is_counted_from_that_step() -> None:
+    """On a graph too big to probe at once, the first lost step waits for the next checked one;
+    the finding still lists it, and later steps reuse the explanation without a new probe."""
+    torch.manual_seed(0)
+    inp, scale = nn.Linear(4, 8), nn.Parameter(torch.ones(8))
+    opt = torch.optim.SGD([*inp.parameters(), scale], lr=0.01)
+
+    def steps() -> None:
+        for _ in range(4):
+            h = inp(torch.randn(16, 4)) + (scale - scale)
+            for _ in range(5100):  # over the 5000 nodes probed on the first check
+                h = h * 1.0
+            opt.zero_grad()
+            h.pow(2).mean().backward()
+            opt.step()
+
+    report = _check(steps)
+    (finding,) = _problems(report)
+    assert (finding.kind, finding.parameters, finding.grad_state) == (
+        "zero_grad_flow",
+        ["scale"],
+        "zero",
+    )
+    assert finding.steps == [0, 1, 2, 3]
+
+
 def test_detach_in_a_function_points_at_the_detach_line() -> None:
     torch.manual_seed(0)
     encoder, head = nn.Linear(4, 4), nn.Linear(4, 1)
