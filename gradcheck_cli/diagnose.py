@@ -15,6 +15,7 @@ trains, which modules ran — findings out. The expected set of a backward (DESI
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -212,7 +213,7 @@ def diagnose(ctx: Context) -> Result:
             continue
         cut = cut_of.get(id(t))
         if cut is not None:
-            add(cut.kind, cut.where, name, cut_message(cut))
+            add(cut.kind, cut.where, name, cut_message(cut), hint=cut_hint(cut))
             continue
         module, attr = _owner(names, t)
         if module is not None and attr is not None:
@@ -334,8 +335,33 @@ def _nearest_user_site(names: Names, module: nn.Module) -> tuple[Site | None, nn
     return None, None
 
 
+_CHECKPOINT_FILE = os.path.join("torch", "utils", "checkpoint.py")
+
+
+def _in_reentrant_checkpoint(cut: Cut) -> bool:
+    origin = cut.where.origin
+    return (
+        cut.kind in _REGION_WORDS and origin is not None and origin.file.endswith(_CHECKPOINT_FILE)
+    )
+
+
+def cut_hint(cut: Cut) -> str | None:
+    if _in_reentrant_checkpoint(cut):
+        return (
+            "Run the check with `use_reentrant=False` in this checkpoint call (the same gradients, "
+            "a graph gradcheck can follow) to get the line inside the segment."
+        )
+    return None
+
+
 def cut_message(cut: Cut) -> str:
     kind = cut.kind
+    if _in_reentrant_checkpoint(cut):
+        return (
+            "inside this reentrant `torch.utils.checkpoint` segment, whose forward runs without "
+            "grad and is re-run during backward: the re-run sent these parameters no gradient, "
+            "so the cut is inside the segment (pass use_reentrant=False to see its line)"
+        )
     if kind in _REGION_WORDS:
         return f"computed {_REGION_WORDS[kind]}: no graph was recorded for these parameters"
     if kind == "detach":

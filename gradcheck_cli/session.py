@@ -47,6 +47,7 @@ _COMPILE_HOOK_WARNING = r"Using `torch.compile\(module\)` when there are global 
 _MAX_STEP_RECORDS = 20
 _PROBE_FIRST_NODES = 5_000  # graphs up to this size get the zero-gradient probe on the first check
 _MAX_STEP_INDICES = 100
+_CHECKPOINT_NODE = "CheckpointFunctionBackward"  # torch.utils.checkpoint, use_reentrant=True
 # A `.grad` read that only tests for None is not a sign the user expected a gradient there.
 _NONE_TEST = re.compile(
     r"\.grad\s+is\s+(not\s+)?None|\.grad\s*(==|!=)\s*None|if\s+[\w.\[\]]+\.grad\s*(:|and|or)"
@@ -374,6 +375,8 @@ class Session:
         if prepared is None:
             return call(*args, **kwargs)
         losses, inputs, where, walk, loss_cuts, names, step, probe = prepared
+        with self._guard("preparing to check a backward()"):
+            unseen = _grad_marks(names, walk)
         try:
             result = call(*args, **kwargs)
         except RuntimeError as e:
@@ -392,6 +395,7 @@ class Session:
         if probe is not None:
             probe.remove()
         with self._guard("checking a backward()"), _no_torch_function():
+            _reached_unseen(names, walk, unseen)
             self.optim.after_backward(walk.leaves)
             if probe is not None:
                 probe.resolve()
@@ -836,6 +840,34 @@ def _unattributed(name: str, lost: str, why: str) -> Raw:
         else "never arrived, although the tensor is in the loss's graph"
     )
     return Raw("zero_grad_flow", None, [name], f"the gradient {what}; {why}", grad_state=lost)
+
+
+def _grad_marks(names: Names, walk: Any) -> dict[int, tuple[int, int]]:
+    """``.grad`` identity and version of the named tensors the walk did not reach, when the graph
+    holds a reentrant checkpoint (only then can this backward reach them unseen; DDP also fills
+    in a locally unused parameter's gradient, from the other ranks, which must still count as
+    missing here)."""
+    marks: dict[int, tuple[int, int]] = {}
+    tensors = [*names.params.items(), *((k, t) for k, (_, t) in names.leaves.items())]
+    for key, t in tensors:
+        if key not in walk.leaves and t.requires_grad:
+            g = t.grad
+            marks[key] = (0, -1) if g is None else (id(g), g._version)
+    if marks and not any(type(n).__name__ == _CHECKPOINT_NODE for n in walk.nodes.values()):
+        return {}
+    return marks
+
+
+def _reached_unseen(names: Names, walk: Any, marks: dict[int, tuple[int, int]]) -> None:
+    """Count as reached what got a gradient from this backward through a node the walk cannot
+    see into: reentrant ``torch.utils.checkpoint`` re-runs its forward during the backward."""
+    for key, mark in marks.items():
+        t = names.params.get(key)
+        if t is None:
+            t = names.leaves[key][1]
+        g = t.grad
+        if g is not None and (id(g), g._version) != mark:
+            walk.leaves[key] = t
 
 
 def _as_list(x: Any) -> list[torch.Tensor]:

@@ -109,6 +109,7 @@ class CallSite:
     stack: tuple[Site, ...]
     library: bool = False
     via: Site | None = None
+    origin: Site | None = None  # the library frame that made the call, when ``library``
 
 
 _MAX_STACK = 6
@@ -138,6 +139,7 @@ def capture() -> CallSite | None:
     if frame is None:
         return None
     library = not is_user_file(frame.f_code.co_filename)
+    origin = frame_site(frame) if library else None
     via = None
     while frame is not None and not is_user_file(frame.f_code.co_filename):
         via = frame
@@ -152,7 +154,11 @@ def capture() -> CallSite | None:
             stack.append(frame_site(frame))
         frame = frame.f_back
     return CallSite(
-        first, tuple(stack), library=library, via=frame_site(via) if via is not None else None
+        first,
+        tuple(stack),
+        library=library,
+        via=frame_site(via) if via is not None else None,
+        origin=origin,
     )
 
 

@@ -394,6 +394,31 @@ def test_a_zero_gradient_seen_before_its_probe_is_counted_from_that_step() -> No
     assert finding.steps == [0, 1, 2, 3]
 
 
+def test_a_cut_inside_a_reentrant_checkpoint_says_where_to_look() -> None:
+    """A reentrant checkpoint runs its segment under no_grad and re-runs it in backward, out of the
+    mode's sight: the finding points at the checkpoint call and says how to see the line."""
+    from torch.utils.checkpoint import checkpoint
+
+    torch.manual_seed(0)
+    net = nn.ModuleDict({"a": nn.Linear(8, 8), "b": nn.Linear(8, 8), "head": nn.Linear(8, 1)})
+
+    def segment(h: torch.Tensor) -> torch.Tensor:
+        return net["b"](net["a"](h).detach())
+
+    def step() -> None:
+        x = torch.randn(4, 8, requires_grad=True)
+        h = checkpoint(segment, x, use_reentrant=True)  # the call
+        net["head"](h).sum().backward()
+
+    report = _check(step)
+    hidden = [f for f in report.findings if "reentrant" in f.message]
+    assert len(hidden) == 1
+    assert hidden[0].parameters == ["net.a.weight", "net.a.bias"]
+    assert hidden[0].site is not None and hidden[0].site.line == _line_of(step, "# the call")
+    assert "use_reentrant=False" in hidden[0].hint
+    assert not any(p.startswith("net.b.") for f in _problems(report) for p in f.parameters)
+
+
 def test_detach_in_a_function_points_at_the_detach_line() -> None:
     torch.manual_seed(0)
     encoder, head = nn.Linear(4, 4), nn.Linear(4, 1)
