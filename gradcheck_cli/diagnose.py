@@ -279,33 +279,40 @@ def diagnose(ctx: Context) -> Result:
     return res
 
 
+def _descend(root: nn.Module, parts: list[str]) -> list[nn.Module]:
+    """The modules along a dotted path from ``root`` (``root`` first)."""
+    chain = [root]
+    for part in parts:
+        parent = chain[-1]
+        chain.append(parent[int(part)] if part.isdigit() else getattr(parent, part))  # type: ignore[index]
+    return chain
+
+
 def _owner(names: Names, t: torch.Tensor) -> tuple[nn.Module | None, str | None]:
     """The submodule owning parameter ``t`` and its attribute name in its parent."""
     qual = names.param_name.get(id(t))
     root = names.param_root.get(id(t))
     if qual is None or root is None:
         return None, None
-    path = qual[len(root.name) + 1 :].split(".")
-    module_path = path[:-1]
-    module: nn.Module = root.module
-    for part in module_path:
-        module = getattr(module, part) if not part.isdigit() else module[int(part)]  # type: ignore[index]
+    module_path = qual[len(root.name) + 1 :].split(".")[:-1]
     if not module_path:
         return root.module, None
-    return module, module_path[-1]
+    return _descend(root.module, module_path)[-1], module_path[-1]
+
+
+def _module_chain(names: Names, module: nn.Module) -> tuple[list[nn.Module], list[str]]:
+    """``module``'s ancestors from its root down to itself, and the attribute names between."""
+    entry = names.module_path.get(id(module))
+    if entry is None:
+        return [], []
+    root, path = entry
+    parts = path.split(".") if path else []
+    return _descend(root.module, parts), parts
 
 
 def _parent(names: Names, module: nn.Module) -> nn.Module | None:
-    entry = names.module_path.get(id(module))
-    if entry is None:
-        return None
-    root, path = entry
-    if not path:
-        return None
-    parent: nn.Module = root.module
-    for part in path.split(".")[:-1]:
-        parent = getattr(parent, part) if not part.isdigit() else parent[int(part)]  # type: ignore[index]
-    return parent
+    chain, _ = _module_chain(names, module)
+    return chain[-2] if len(chain) > 1 else None
 
 
 def _user_class(module: nn.Module) -> bool:
@@ -316,15 +323,7 @@ def _user_class(module: nn.Module) -> bool:
 def _nearest_user_site(names: Names, module: nn.Module) -> tuple[Site | None, nn.Module | None]:
     """The call (in ``forward``) or assignment (in ``__init__``) of ``module``'s nearest ancestor
     that user code holds as an attribute, and that ancestor."""
-    entry = names.module_path.get(id(module))
-    if entry is None:
-        return None, None
-    root, path = entry
-    parts = path.split(".") if path else []
-    chain: list[nn.Module] = [root.module]
-    for part in parts:
-        parent = chain[-1]
-        chain.append(parent[int(part)] if part.isdigit() else getattr(parent, part))  # type: ignore[index]
+    chain, parts = _module_chain(names, module)
     for i in range(len(parts) - 1, -1, -1):
         owner, attr = chain[i], parts[i]
         if attr.isdigit():

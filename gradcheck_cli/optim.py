@@ -107,26 +107,25 @@ class OptimizerWatch:
             if self.wipe is not None
             else present
         )
-        if closure:
-            pass
-        elif self.wipe is not None and trained and not usable:
-            found.append(
-                Raw(
-                    "grad_wiped",
-                    self.wipe,
-                    [name(p) or "?" for p in trained],
-                    "the gradients of the last backward() were cleared here before optimizer.step() could use them",
+        if not closure:
+            if self.wipe is not None and trained and not usable:
+                found.append(
+                    Raw(
+                        "grad_wiped",
+                        self.wipe,
+                        [name(p) or "?" for p in trained],
+                        "the gradients of the last backward() were cleared here before optimizer.step() could use them",
+                    )
                 )
-            )
-        elif not present and params:
-            found.append(
-                Raw(
-                    "step_without_grad",
-                    where,
-                    [n for n in (name(p) for p in params) if n],
-                    "optimizer.step() found no gradient on any of its parameters: this update does nothing",
+            elif not present and params:
+                found.append(
+                    Raw(
+                        "step_without_grad",
+                        where,
+                        [n for n in (name(p) for p in params) if n],
+                        "optimizer.step() found no gradient on any of its parameters: this update does nothing",
+                    )
                 )
-            )
         frozen: list[torch.Tensor] = []
         for group in optimizer.param_groups:
             if group.get("weight_decay", 0) and group.get("lr", 1):

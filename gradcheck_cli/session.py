@@ -528,7 +528,9 @@ class Session:
                             name, lost, "no single op on its path could be identified"
                         )
                     )
-                    self._explained[(name, lost)] = dataclasses.replace(raw, names=[name])
+                    self._explained[(name, lost)] = dataclasses.replace(
+                        raw, names=[name], earlier_steps=[]
+                    )
                     pending = self._pending.pop(name, None)
                     if pending is not None and pending[0] == lost:
                         raw.earlier_steps.append(pending[1])

@@ -437,12 +437,12 @@ def is_zero(grad: torch.Tensor, norm: float, atol: float) -> bool:
     2-norm from :func:`grad_norms`, which settles almost every case without another op."""
     if norm != norm:  # NaN
         return False
-    g = _values(grad.detach())
     if atol <= 0:
         # A norm of 0 can also be underflow (every element below ~1e-19 in float32): ask any().
-        return norm == 0 and not bool(g.any())
+        return norm == 0 and not bool(_values(grad.detach()).any())
     if norm <= atol:
         return True
+    g = _values(grad.detach())
     if norm > atol * math.sqrt(max(g.numel(), 1)):  # then max |g| >= norm / sqrt(n) > atol
         return False
     return float(g.abs().max()) <= atol
