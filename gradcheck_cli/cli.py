@@ -306,9 +306,14 @@ def schema(
 
     if which not in ("report", "config"):
         raise CommandError(f"no schema named {which!r} (choose 'report' or 'config')")
+    if which == "config":
+        from gradcheck_cli.config import config_schema
+
+        print(json.dumps(config_schema(), indent=2))
+        return
     text = (
         resources.files("gradcheck_cli")
-        .joinpath("schemas", f"{which}.schema.json")
+        .joinpath("schemas", "report.schema.json")
         .read_text(encoding="utf-8")
     )
     print(json.dumps(json.loads(text), indent=2))

@@ -32,7 +32,7 @@ from typing import Any
 import yaml
 
 from gradcheck_cli.errors import CommandError
-from gradcheck_cli.rules import RULES
+from gradcheck_cli.rules import RULES, ignorable
 
 if sys.version_info >= (3, 11):
     import tomllib as _toml
@@ -49,7 +49,7 @@ FAIL_ON = ("error", "warning", "never")
 NAME_KEYS = ("expect", "allow_none", "allow_zero", "frozen")
 LIST_KEYS = (*NAME_KEYS, "ignore")
 KEYS = (*NAME_KEYS, "steps", "stop_after", "zero_atol", "fail_on", "ignore")
-IGNORABLE = (*RULES, *(rule.id for rule in RULES.values()))  # finding kinds, then rule ids
+IGNORABLE = tuple(ignorable())  # finding kinds, then rule ids
 
 Position = tuple[int, int]
 
@@ -738,9 +738,14 @@ def _closest(pattern: str, names: Sequence[str], n: int = 3, cutoff: float = 0.6
 
 
 def config_schema() -> dict[str, Any]:
-    """The JSON Schema (draft 2020-12) of a config file, for editors and validators."""
+    """The JSON Schema (draft 2020-12) of a config file, for editors and validators.
+
+    The packaged file leaves the ignorable kinds out: they come from the kinds registry.
+    """
     schema = resources.files("gradcheck_cli").joinpath("schemas/config.schema.json")
-    return json.loads(schema.read_text(encoding="utf-8"))
+    data = json.loads(schema.read_text(encoding="utf-8"))
+    data["$defs"]["ignorable"]["enum"] = list(IGNORABLE)
+    return data
 
 
 __all__ = [

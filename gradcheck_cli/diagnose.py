@@ -25,15 +25,9 @@ import torch
 from torch import nn
 
 from gradcheck_cli.naming import Names, attribute_site
+from gradcheck_cli.rules import KINDS
 from gradcheck_cli.sites import CallSite, Site, is_user_file
 from gradcheck_cli.tracking import Cut, Tracker
-
-_REGION_WORDS = {
-    "no_grad": "inside `torch.no_grad()`",
-    "set_grad_enabled": "while grad mode was switched off by `torch.set_grad_enabled(False)`",
-    "inference_mode": "inside `torch.inference_mode()`",
-}
-
 
 # The autograd node that accumulates into a leaf's ``.grad`` (not exported by torch).
 ACCUMULATE_GRAD: type = type(
@@ -340,7 +334,10 @@ _CHECKPOINT_FILE = os.path.join("torch", "utils", "checkpoint.py")
 def _in_reentrant_checkpoint(cut: Cut) -> bool:
     origin = cut.where.origin
     return (
-        cut.kind in _REGION_WORDS and origin is not None and origin.file.endswith(_CHECKPOINT_FILE)
+        cut.kind in KINDS
+        and KINDS[cut.kind].region is not None
+        and origin is not None
+        and origin.file.endswith(_CHECKPOINT_FILE)
     )
 
 
@@ -361,23 +358,17 @@ def cut_message(cut: Cut) -> str:
             "grad and is re-run during backward: the re-run sent these parameters no gradient, "
             "so the cut is inside the segment (pass use_reentrant=False to see its line)"
         )
-    if kind in _REGION_WORDS:
-        return f"computed {_REGION_WORDS[kind]}: no graph was recorded for these parameters"
-    if kind == "detach":
-        return "`.detach()` cut the graph between these parameters and the loss"
-    if kind == "data_attr":
-        return "`.data` returned a tensor outside the graph, cutting these parameters off the loss"
-    if kind == "rewrap_tensor":
-        return f"`{cut.op}(tensor)` copied the values into a new tensor with no history"
+    entry = KINDS.get(kind)
+    if entry is None:
+        return kind
+    if entry.region is not None:
+        return entry.message(region=entry.region)
     if kind in ("python_scalar_roundtrip", "numpy_roundtrip"):
         via = cut.origin.where.site if cut.origin is not None else None
-        what = "a Python number" if kind == "python_scalar_roundtrip" else "a NumPy array"
         escape = cut.origin.op if cut.origin is not None else "a conversion"
         place = f" at {via.file.rsplit('/', 1)[-1]}:{via.line}" if via is not None else ""
-        return f"the value left the graph as {what} (`{escape}`{place}) and came back through `{cut.op}`: no gradient flows back"
-    if kind == "nondifferentiable_op":
-        return f"`{cut.op}` has no gradient: its output does not depend differentiably on these parameters"
-    return kind
+        return entry.message(escape=escape, place=place, op=cut.op)
+    return entry.message(op=cut.op) if entry.messages else kind
 
 
 def not_differentiable_note(

@@ -76,14 +76,14 @@ def _render_finding(console: Console, f: Finding, verbose: bool) -> None:
     style = _SEVERITY_STYLE.get(f.severity, "")
     mark = _SEVERITY_MARK.get(f.severity, "-")
     who = compact_names(f.parameters)
-    if f.kind == "loss_not_differentiable":
-        head = "backward() failed: the loss does not require grad"
+    rule = RULES.get(f.kind)
+    if rule is not None and rule.headline is not None:
+        head = rule.headline
     elif f.grad_state == "none":
         head = f"{who} got no gradient"
     elif f.grad_state == "zero":
         head = f"{who} got an all-zero gradient"
     else:
-        rule = RULES.get(f.kind)
         head = f"{who}: {rule.title if rule else f.kind}"
     console.print(f"[{style}]{mark} {escape(f.kind)}[/] [dim]{f.id}[/]  {escape(head)}")
     if f.site is not None:

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from gradcheck_cli.diagnose import ACCUMULATE_GRAD, Walk
+from gradcheck_cli.rules import KINDS
 from gradcheck_cli.sites import CallSite, Site
 from gradcheck_cli.tracking import _META_KEY
 
@@ -313,7 +314,7 @@ def _function_culprit(node: Any, fn_cls: type) -> Culprit:
         type(node).__name__,
         site,
         None,
-        f"`{fn_cls.__name__}.backward()` returned no gradient for an input that requires grad",
+        KINDS["function_returns_none"].message(function=fn_cls.__name__),
     )
 
 
@@ -324,80 +325,32 @@ def describe(node: Any, empty: bool, shape: tuple[int, ...] | None = None) -> Cu
         return _function_culprit(node, fn_cls)
     site, module = stamp_of(node)
     if name in _ZERO_DERIVATIVE:
-        op = _ZERO_DERIVATIVE[name]
-        return Culprit(
-            "nondifferentiable_op",
-            name,
-            site,
-            module,
-            f"`{op}` has a zero derivative everywhere: no gradient passes through it ({name})",
+        message = KINDS["nondifferentiable_op"].message(
+            "zero_derivative", op=_ZERO_DERIVATIVE[name], node=name
         )
+        return Culprit("nondifferentiable_op", name, site, module, message)
+    zero = KINDS["zero_grad_flow"]
+    what = ""
     if empty:
-        return Culprit(
-            "zero_grad_flow",
-            name,
-            site,
-            module,
-            f"the selection feeding this op is empty, so it passes no gradient ({name})",
-        )
-    if name in _RELU:
-        units = (
-            shape[-1] if shape else None
-        )  # saved tensors are freed by now: the hook kept the shape
+        variant = "empty_selection"
+    elif name in _RELU:
+        variant = "dead_relu"
+        units = shape[-1] if shape else None  # saved tensors are freed by now: the hook kept it
         what = f"all {units} units" if units else "every unit"
-        return Culprit(
-            "zero_grad_flow",
-            name,
-            site,
-            module,
-            f"{what} of this ReLU are inactive for this batch (dead ReLU, {name})",
-        )
-    if name in _CLAMP:
-        return Culprit(
-            "zero_grad_flow",
-            name,
-            site,
-            module,
-            f"the clamp is saturated: every value lies outside its range ({name})",
-        )
-    if name == "MulBackward1":
-        return Culprit(
-            "zero_grad_flow",
-            name,
-            site,
-            module,
-            f"multiplied by the number 0 (a weight or schedule that is zero) ({name})",
-        )
-    if name.startswith("MulBackward"):
-        return Culprit(
-            "zero_grad_flow",
-            name,
-            site,
-            module,
-            f"multiplied by a tensor that is zero everywhere (a mask or weight) ({name})",
-        )
-    if name.startswith("WhereBackward"):
-        return Culprit(
-            "zero_grad_flow",
-            name,
-            site,
-            module,
-            f"`torch.where` never selects the branch these parameters feed ({name})",
-        )
-    if name.startswith(("IndexBackward", "MaskedSelectBackward", "MaskedFillBackward")):
-        return Culprit(
-            "zero_grad_flow",
-            name,
-            site,
-            module,
-            f"the selection/mask passes no element of this value ({name})",
-        )
+    elif name in _CLAMP:
+        variant = "saturated_clamp"
+    elif name == "MulBackward1":
+        variant = "times_zero_number"
+    elif name.startswith("MulBackward"):
+        variant = "times_zero_tensor"
+    elif name.startswith("WhereBackward"):
+        variant = "where_unselected"
+    elif name.startswith(("IndexBackward", "MaskedSelectBackward", "MaskedFillBackward")):
+        variant = "empty_mask"
+    else:
+        variant = "default"
     return Culprit(
-        "zero_grad_flow",
-        name,
-        site,
-        module,
-        f"`{name}` passed an all-zero gradient toward these parameters",
+        "zero_grad_flow", name, site, module, zero.message(variant, what=what, node=name)
     )
 
 

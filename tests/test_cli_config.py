@@ -199,4 +199,11 @@ def test_init_writes_a_config_that_runs_clean_on_a_correct_script(tmp_path: Path
 def test_schema_command_prints_a_valid_schema(which: str, tmp_path: Path) -> None:
     run = gradcheck("schema", which, cwd=tmp_path)
     assert run.returncode == 0
-    jsonschema.Draft202012Validator.check_schema(json.loads(run.stdout))
+    printed = json.loads(run.stdout)
+    jsonschema.Draft202012Validator.check_schema(printed)
+    if which == "report":
+        assert printed == REPORT_SCHEMA
+    else:  # the config's schema, with the kinds of the registry filled in
+        assert set(printed["properties"]) >= {"expect", "allow_none", "steps", "zero_atol"}
+        assert "zero_grad_flow" in printed["$defs"]["ignorable"]["enum"]
+        assert "GC201" in printed["$defs"]["ignorable"]["enum"]
