@@ -382,21 +382,14 @@ def execute(
         outcome = runner.run(annotate=session.annotate)
     finally:
         session.stop()
-    error = None
-    if outcome.error is not None:
-        e = outcome.error
-        site = (
-            m.Site(display_path(e.file), e.line, e.function or "", "")
-            if e.file and e.line
-            else None
-        )
-        error = m.ScriptError(e.type, e.message, site)
     stopped = outcome.stop is not None and outcome.stop.stopped_early
+    if outcome.error is not None and outcome.error.site is not None:
+        outcome.error.site.file = display_path(outcome.error.site.file)
     script = m.ScriptInfo(
         path=display_path(runner.file or target) if not as_module else target,
         argv=[runner.argv0, *args],
         exit_code=outcome.exit_code,
-        error=error,
+        error=outcome.error,
         interrupted=outcome.interrupted,
         stopped_early=stopped,
     )

@@ -85,8 +85,9 @@ class Config:
     positions: dict[str, Position] = field(default_factory=dict, compare=False, repr=False)
     from_cli: frozenset[str] = field(default=frozenset(), compare=False, repr=False)  # keys
 
-    def checks_step(self, index: int) -> bool:
-        return self.steps == "all" or index < int(self.steps)
+    def in_check_window(self, call: int) -> bool:
+        """Is backward call number ``call`` (0-based) among those the config checks?"""
+        return self.steps == "all" or call < int(self.steps)
 
     def ignores(self, kind: str) -> bool:
         """Whether findings of ``kind`` are ignored (by their kind or by their rule id)."""

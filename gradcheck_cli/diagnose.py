@@ -1,7 +1,7 @@
 """Diagnosis of one backward: which expected tensors got no gradient, and why (pure; never prints).
 
 Data in — the loss, the leaves its graph reaches, the cuts that fed it, the names of what the user
-trains, which modules ran — findings out. The expected set of a backward (DESIGN, issue 8):
+trains, which modules ran — findings out. The expected set of a backward:
 
 * every requires-grad parameter of each root module with at least one parameter in this loss's
   graph (including submodules that never ran); frozen ones are listed, not reported;
@@ -17,87 +17,18 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
+from gradcheck_cli.findings import Raw, group_key
+from gradcheck_cli.graph import Walk, leaves_under
 from gradcheck_cli.naming import Names, attribute_site
 from gradcheck_cli.rules import KINDS
 from gradcheck_cli.sites import CallSite, Site, is_user_file
 from gradcheck_cli.tracking import Cut, Tracker
-
-# The autograd node that accumulates into a leaf's ``.grad`` (not exported by torch).
-ACCUMULATE_GRAD: type = type(
-    torch.empty(1, requires_grad=True).expand(1).grad_fn.next_functions[0][0]
-)
-
-
-@dataclass
-class Walk:
-    """What a backward from the loss reaches: leaves (by id), their AccumulateGrad nodes (by the
-    leaf's id) and every node visited."""
-
-    leaves: dict[int, torch.Tensor] = field(default_factory=dict)
-    nodes: dict[int, Any] = field(default_factory=dict)
-    acc: dict[int, Any] = field(default_factory=dict)
-
-
-def walk_graph(starts: Iterable[Any]) -> Walk:
-    """Iterative walk over ``next_functions``; ``AccumulateGrad.variable`` is a reached leaf.
-
-    The hot loop of a check on a big graph: a type test, not ``getattr(node, "variable", None)``,
-    whose miss raises and catches an AttributeError on every node (3x slower on 100k nodes).
-    """
-    walk = Walk()
-    stack = [n for n in starts if n is not None]
-    nodes, leaves, acc = walk.nodes, walk.leaves, walk.acc
-    pop, push, acc_type = stack.pop, stack.append, ACCUMULATE_GRAD
-    while stack:
-        node = pop()
-        key = id(node)
-        if key in nodes:
-            continue
-        nodes[key] = node
-        if type(node) is acc_type:
-            variable = node.variable
-            leaves[id(variable)] = variable
-            acc[id(variable)] = node
-            continue
-        for nxt, _ in node.next_functions:
-            if nxt is not None and id(nxt) not in nodes:
-                push(nxt)
-    return walk
-
-
-def leaves_under(roots: Iterable[Any]) -> dict[int, torch.Tensor]:
-    """Leaves reachable from cut roots (a root is a grad_fn node or a leaf tensor itself)."""
-    starts = []
-    found: dict[int, torch.Tensor] = {}
-    for r in roots:
-        if isinstance(r, torch.Tensor):
-            found[id(r)] = r
-        else:
-            starts.append(r)
-    found.update(walk_graph(starts).leaves)
-    return found
-
-
-@dataclass
-class Raw:
-    """A finding before grouping: one kind, one site, the tensors it explains."""
-
-    kind: str
-    where: CallSite | Site | None
-    names: list[str]
-    message: str
-    grad_state: str = "none"
-    severity: str | None = None
-    related: list[CallSite | Site] = field(default_factory=list)  # upstream lines behind the cause
-    hint: str | None = None  # a fix more specific than the rule's
-    earlier_steps: list[int] = field(default_factory=list)  # lost there too, explained only now
 
 
 @dataclass
@@ -191,7 +122,7 @@ def diagnose(ctx: Context) -> Result:
 
     def add(kind: str, where: CallSite | Site | None, name: str, message: str, **kw: Any) -> None:
         site = where.site if isinstance(where, CallSite) else where
-        key = (kind, site, message if kind == "unused_parameter" else None)
+        key = group_key(kind, site, kw.get("severity"), message)
         raw = by_group.get(key)
         if raw is None:
             raw = by_group[key] = Raw(kind, where, [], message, **kw)

@@ -9,7 +9,7 @@ Format history:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 FORMAT = 1
@@ -33,6 +33,19 @@ class Site:
             if d is None
             else cls(d["file"], int(d["line"]), d.get("function", ""), d.get("code", ""))
         )
+
+
+def group_key(kind: str, site: Any, severity: str | None, message: str) -> tuple[Any, ...]:
+    """What makes two findings one: kind, line and severity; without a line, the message too (an
+    unattributed error must not fold into an info finding, or hide in it), and the message for
+    unused parameters (two library models called on one line each have their own)."""
+    file, line = (site.file, site.line) if site is not None else (None, None)
+    keep_message = site is None or kind == "unused_parameter"
+    return (kind, file, line, severity, message if keep_message else None)
+
+
+def _sites(items: list[dict[str, Any]]) -> list[Site]:
+    return [s for s in (Site.from_dict(x) for x in items) if s is not None]
 
 
 @dataclass
@@ -79,13 +92,25 @@ class Finding:
     related: list[Site] = field(default_factory=list)  # upstream lines behind the cause
     ranks: list[int] = field(default_factory=list)  # distributed runs: the ranks it occurred on
 
-    @property
-    def key(self) -> tuple[str, str | None, int | None]:
-        return (
-            self.kind,
-            self.site.file if self.site else None,
-            self.site.line if self.site else None,
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Finding:
+        known = {f.name for f in fields(cls)}
+        return cls(
+            **{
+                **{k: v for k, v in d.items() if k in known},
+                "parameters": list(d["parameters"]),
+                "site": Site.from_dict(d.get("site")),
+                "stack": _sites(d.get("stack", [])),
+                "steps": list(d.get("steps", [])),
+                "related": _sites(d.get("related", [])),
+                "ranks": list(d.get("ranks", [])),
+            }
         )
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        """The grouping key: findings of the same key are one (across ranks too)."""
+        return group_key(self.kind, self.site, self.severity, self.message)
 
 
 @dataclass
@@ -181,26 +206,7 @@ class Report:
             )
             for st in d.get("steps", [])
         ]
-        findings = [
-            Finding(
-                id=f["id"],
-                kind=f["kind"],
-                severity=f["severity"],
-                grad_state=f["grad_state"],
-                parameters=list(f["parameters"]),
-                site=Site.from_dict(f.get("site")),
-                stack=[
-                    s2 for s2 in (Site.from_dict(x) for x in f.get("stack", [])) if s2 is not None
-                ],
-                steps=list(f.get("steps", [])),
-                message=f["message"],
-                hint=f["hint"],
-                related=[
-                    s2 for s2 in (Site.from_dict(x) for x in f.get("related", [])) if s2 is not None
-                ],
-            )
-            for f in d.get("findings", [])
-        ]
+        findings = [Finding.from_dict(f) for f in d.get("findings", [])]
         summary = d.get("summary", {})
         return cls(
             tool=d["tool"],

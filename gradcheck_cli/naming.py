@@ -128,11 +128,10 @@ def _strip_wrappers(module: nn.Module) -> nn.Module:
 def build_names(
     namespaces: list[dict[str, Any]],
     extra_modules: Iterable[nn.Module] = (),
-    non_leaves: bool = False,
 ) -> Names:
     """Name everything reachable from ``namespaces`` (innermost scope first).
 
-    Named tensors are leaves only unless ``non_leaves``: a kept ``loss`` would keep its graph alive.
+    Named tensors are leaves only: a kept ``loss`` would keep its graph alive.
     """
     names = Names()
     candidates: list[Root] = []

@@ -24,7 +24,7 @@ from torch.optim.optimizer import (
     register_optimizer_step_pre_hook,
 )
 
-from gradcheck_cli.diagnose import Raw
+from gradcheck_cli.findings import Raw
 from gradcheck_cli.naming import Names
 from gradcheck_cli.sites import CallSite, capture
 

@@ -25,7 +25,7 @@ import torch
 import torch.autograd.grad_mode as grad_mode
 from torch.utils.hooks import RemovableHandle
 
-from gradcheck_cli.sites import CallSite, Site, capture, is_user_file
+from gradcheck_cli.sites import CallSite, Site, capture, is_user_file, skip_own_frames
 from gradcheck_cli.tracking import Region, Tracker, from_numpy_hook
 
 if TYPE_CHECKING:
@@ -83,9 +83,7 @@ def region_where(manager: str) -> CallSite | None:
     decorator line (its immediate caller is torch's ``decorate_context`` wrapper)."""
     import sys
 
-    frame: types.FrameType | None = sys._getframe(2)
-    while frame is not None and frame.f_code.co_filename.startswith(os.path.dirname(__file__)):
-        frame = frame.f_back
+    frame = skip_own_frames(sys._getframe(2))
     if frame is not None and frame.f_code.co_filename.endswith(_CONTEXTLIB_SUFFIX):
         func = frame.f_locals.get("func")
         code = getattr(func, "__code__", None)

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gradcheck_cli.errors import EXIT_INTERRUPTED, CommandError, GradcheckExit
+from gradcheck_cli.model import ScriptError
+from gradcheck_cli.model import Site as ModelSite
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -29,17 +31,6 @@ _NOT_PYTHON_SUFFIXES = {
     ".csv", ".tsv", ".json", ".yaml", ".yml", ".toml", ".txt", ".md", ".rst", ".pt", ".pth",
     ".ckpt", ".bin", ".npy", ".npz", ".pkl", ".pickle", ".so", ".pyc", ".png", ".jpg", ".h5",
 }  # fmt: skip
-
-
-@dataclass
-class ScriptError:
-    """How an uncaught exception in the script looked (for the report; the traceback is printed)."""
-
-    type: str
-    message: str
-    file: str | None = None
-    line: int | None = None
-    function: str | None = None
 
 
 @dataclass
@@ -315,18 +306,21 @@ def _print_exception(exc: BaseException, script_code: types.CodeType | None) -> 
 
 
 def _describe(exc: BaseException, script_code: types.CodeType | None) -> ScriptError:
-    """Where the exception was raised, as the innermost frame of the script's own stack."""
-    err = ScriptError(type=type(exc).__name__, message=str(exc))
+    """How the exception looked, with where it was raised: the innermost frame of the script's
+    own stack (for the report; the traceback itself is printed)."""
     if isinstance(exc, SyntaxError):
-        err.file, err.line = exc.filename, exc.lineno
-        return err
-    tb = exc.__traceback__
-    last = None
-    while tb is not None:
-        last = tb
-        tb = tb.tb_next
-    if last is not None:
-        err.file = last.tb_frame.f_code.co_filename
-        err.line = last.tb_lineno
-        err.function = last.tb_frame.f_code.co_name
-    return err
+        file, line, function = exc.filename, exc.lineno, ""
+    else:
+        file = line = None
+        function = ""
+        tb = exc.__traceback__
+        while tb is not None:
+            file, line, function = (
+                tb.tb_frame.f_code.co_filename,
+                tb.tb_lineno,
+                tb.tb_frame.f_code.co_name,
+            )
+            tb = tb.tb_next
+    # The file stays as Python named it: the CLI shows it relative to the restored cwd.
+    site = ModelSite(file, line, function, "") if file and line else None
+    return ScriptError(type(exc).__name__, str(exc), site)

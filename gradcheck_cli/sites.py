@@ -15,6 +15,7 @@ import os
 import sys
 import sysconfig
 import types
+from collections.abc import Callable
 from dataclasses import dataclass
 
 _GRADCHECK_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -116,16 +117,29 @@ _MAX_STACK = 6
 _OVERRIDES = os.path.join("torch", "overrides.py")
 
 
-def first_foreign_frame() -> types.FrameType | None:
-    """The immediate caller of a hook: the first frame that is neither gradcheck's own nor torch's
-    ``__torch_function__`` dispatcher (``torch/overrides.py``)."""
-    frame: types.FrameType | None = sys._getframe(2)
+def skip_own_frames(
+    frame: types.FrameType | None, also: Callable[[types.FrameType], bool] | None = None
+) -> types.FrameType | None:
+    """The first frame from ``frame`` outwards that is neither gradcheck's own nor torch's
+    ``__torch_function__`` dispatcher (``torch/overrides.py``), nor one ``also`` says to skip.
+
+    The one walk every "who called us" question goes through.
+    """
     while frame is not None and (
-        frame.f_code.co_filename.startswith(_GRADCHECK_DIR)
-        or frame.f_code.co_filename.endswith(_OVERRIDES)
+        is_own_file(frame.f_code.co_filename) or (also is not None and also(frame))
     ):
         frame = frame.f_back
     return frame
+
+
+def is_own_file(filename: str) -> bool:
+    """gradcheck's own code, or torch's ``__torch_function__`` dispatcher that calls into it."""
+    return filename.startswith(_GRADCHECK_DIR) or filename.endswith(_OVERRIDES)
+
+
+def first_foreign_frame() -> types.FrameType | None:
+    """The immediate caller of a hook (see :func:`skip_own_frames`)."""
+    return skip_own_frames(sys._getframe(2))
 
 
 def capture() -> CallSite | None:
@@ -180,9 +194,7 @@ _site_cache: dict[tuple[types.CodeType, int], Site] = {}
 
 def quick_site() -> Site | None:
     """The nearest user frame as a cached :class:`Site` (no stack): cheap enough for every op."""
-    frame = first_foreign_frame()
-    while frame is not None and not is_user_file(frame.f_code.co_filename):
-        frame = frame.f_back
+    frame = nearest_user_frame()
     if frame is None:
         return None
     key = (frame.f_code, frame.f_lineno)

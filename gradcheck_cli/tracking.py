@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch.overrides import TorchFunctionMode
 
+from gradcheck_cli.graph import STAMP_KEY
 from gradcheck_cli.sites import (
     CallSite,
     caller_is_user,
@@ -40,7 +41,6 @@ TB = torch._C.TensorBase
 Tensor = torch.Tensor
 
 _MAX_ROOTS = 256
-_META_KEY = "gradcheck_site"
 _INIT_SUFFIX = os.path.join("torch", "nn", "init.py")
 _MAX_ESCAPES = 4096
 
@@ -191,10 +191,9 @@ class Tracker:
                 return
 
     def active_off_region(self) -> Region | None:
-        for r in reversed(self.regions):
-            if not r.enabled:
-                return r
-            return None
+        """The innermost grad-mode region, when it switched grad off."""
+        if self.regions and not self.regions[-1].enabled:
+            return self.regions[-1]
         return None
 
     # -- cuts ------------------------------------------------------------------------------------
@@ -280,13 +279,15 @@ class Tracker:
 
     def tag_outputs(self, out: Any, tags: frozenset[int]) -> None:
         if isinstance(out, Tensor):
-            old = self.tags.get(out)
-            self.tags.set(out, tags if old is None else old | tags)
+            self._add_tags(out, tags)
         elif type(out) in (tuple, list):
             for o in out:
                 if isinstance(o, Tensor):
-                    old = self.tags.get(o)
-                    self.tags.set(o, tags if old is None else old | tags)
+                    self._add_tags(o, tags)
+
+    def _add_tags(self, t: Tensor, tags: frozenset[int]) -> None:
+        old = self.tags.get(t)
+        self.tags.set(t, tags if old is None else old | tags)
 
 
 def _inputs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Tensor]:
@@ -455,29 +456,17 @@ class CutTracker(TorchFunctionMode):
             self._finish(tr, func, args, kwargs, out, rg, None)
             return
         tags_get = tr.tags.get
-        for a in args:
-            if isinstance(a, Tensor):
-                if a.requires_grad:
+        # Tensors among the arguments, one level into lists (torch.cat), keywords as they are.
+        flat = [b for a in args for b in (a if type(a) in (list, tuple) else (a,))]
+        if kwargs:
+            flat += kwargs.values()
+        for b in flat:
+            if isinstance(b, Tensor):
+                if b.requires_grad:
                     rg = True
-                t = tags_get(a)
+                t = tags_get(b)
                 if t:
                     tags = t if tags is None else tags | t
-            elif type(a) in (list, tuple):
-                for b in a:
-                    if isinstance(b, Tensor):
-                        if b.requires_grad:
-                            rg = True
-                        t = tags_get(b)
-                        if t:
-                            tags = t if tags is None else tags | t
-        if kwargs:
-            for a in kwargs.values():
-                if isinstance(a, Tensor):
-                    if a.requires_grad:
-                        rg = True
-                    t = tags_get(a)
-                    if t:
-                        tags = t if tags is None else tags | t
         self._finish(tr, func, args, kwargs, out, rg, tags)
 
     def _finish(
@@ -581,8 +570,8 @@ def _stamp(tr: Tracker, out: Any) -> None:
     if node is None:
         return
     meta = node.metadata
-    if _META_KEY not in meta:
-        meta[_META_KEY] = (quick_site(), tr.modules[-1] if tr.modules else None)
+    if STAMP_KEY not in meta:
+        meta[STAMP_KEY] = (quick_site(), tr.modules[-1] if tr.modules else None)
 
 
 # -- special handlers: called after the op with its output and whether its source required grad --

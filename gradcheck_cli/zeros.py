@@ -18,10 +18,9 @@ from typing import Any
 
 import torch
 
-from gradcheck_cli.diagnose import ACCUMULATE_GRAD, Walk
+from gradcheck_cli.graph import ACCUMULATE_GRAD, Walk, stamp_of
 from gradcheck_cli.rules import KINDS
 from gradcheck_cli.sites import CallSite, Site
-from gradcheck_cli.tracking import _META_KEY
 
 _ZERO_DERIVATIVE = {
     "RoundBackward0": "round",
@@ -99,7 +98,6 @@ def attach(walk: Walk) -> Probe:
 @dataclass
 class Culprit:
     kind: str  # zero_grad_flow | nondifferentiable_op | data_attr
-    node_name: str
     site: Site | CallSite | None
     module: Any
     message: str
@@ -207,9 +205,7 @@ class Attributor:
                                 + type(node).__name__
                                 + ")"
                             )
-                            return Culprit(
-                                "data_attr", type(node).__name__, where, None, msg, zeroed=v
-                            )
+                            return Culprit("data_attr", where, None, msg, zeroed=v)
                     else:
                         nxt.append(child)
             frontier = nxt
@@ -278,14 +274,6 @@ class Attributor:
         return None
 
 
-def stamp_of(node: Any) -> tuple[Site | None, Any]:
-    try:
-        meta = node.metadata
-    except Exception:
-        return None, None
-    return meta.get(_META_KEY, (None, None))
-
-
 def _function_culprit(node: Any, fn_cls: type) -> Culprit:
     """A custom autograd.Function whose backward() sent None (or zeros): point at its return."""
     import ast
@@ -311,7 +299,6 @@ def _function_culprit(node: Any, fn_cls: type) -> Culprit:
         site = Site(code.co_filename, line, code.co_name)
     return Culprit(
         "function_returns_none",
-        type(node).__name__,
         site,
         None,
         KINDS["function_returns_none"].message(function=fn_cls.__name__),
@@ -328,7 +315,7 @@ def describe(node: Any, empty: bool, shape: tuple[int, ...] | None = None) -> Cu
         message = KINDS["nondifferentiable_op"].message(
             "zero_derivative", op=_ZERO_DERIVATIVE[name], node=name
         )
-        return Culprit("nondifferentiable_op", name, site, module, message)
+        return Culprit("nondifferentiable_op", site, module, message)
     zero = KINDS["zero_grad_flow"]
     what = ""
     if empty:
@@ -349,9 +336,7 @@ def describe(node: Any, empty: bool, shape: tuple[int, ...] | None = None) -> Cu
         variant = "empty_mask"
     else:
         variant = "default"
-    return Culprit(
-        "zero_grad_flow", name, site, module, zero.message(variant, what=what, node=name)
-    )
+    return Culprit("zero_grad_flow", site, module, zero.message(variant, what=what, node=name))
 
 
 def grad_norms(grads: list[torch.Tensor | None]) -> list[float | None]:

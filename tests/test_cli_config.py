@@ -85,11 +85,14 @@ def test_allow_none_ignore_and_cli_override(project: Path) -> None:
     (project / "pyproject.toml").write_text("[tool.gradcheck]\nallow_none = ['model.encoder.*']\n")
     assert gradcheck("run", "train.py", cwd=project).returncode == 0  # allowed by pyproject.toml
     # The CLI wins over the file: an empty allow list is not possible, but --fail-on is.
-    assert gradcheck("run", "--ignore", "GC101", "train.py", cwd=project).returncode == 0
+    assert gradcheck("run", "--fail-on", "error", "train.py", cwd=project).returncode == 0
     (project / "pyproject.toml").unlink()
-    assert gradcheck("run", "--fail-on", "never", "train.py", cwd=project).returncode == 0
-    assert gradcheck("run", "--ignore", "detach", "train.py", cwd=project).returncode == 0
     assert gradcheck("run", "train.py", cwd=project).returncode == 1
+    assert gradcheck("run", "--fail-on", "never", "train.py", cwd=project).returncode == 0
+    # Without the allowance, ignoring the finding's rule id or its kind is what makes it pass.
+    assert gradcheck("run", "--ignore", "GC101", "train.py", cwd=project).returncode == 0
+    assert gradcheck("run", "--ignore", "detach", "train.py", cwd=project).returncode == 0
+    assert gradcheck("run", "--ignore", "GC102", "train.py", cwd=project).returncode == 1
 
 
 def test_frozen_that_is_not_frozen(project: Path) -> None:

@@ -128,9 +128,11 @@ def test_positions_and_source(here: Path) -> None:
 def test_to_dict_keys_and_engine_methods() -> None:
     config = Config(steps=2, ignore=["GC120", "detach"])
     assert list(config.to_dict()) == list(KEYS)
-    assert [config.checks_step(i) for i in range(3)] == [True, True, False]
-    assert Config().checks_step(DEFAULT_STEPS - 1) and not Config().checks_step(DEFAULT_STEPS)
-    assert Config(steps="all").checks_step(10_000)
+    assert [config.in_check_window(i) for i in range(3)] == [True, True, False]
+    assert Config().in_check_window(DEFAULT_STEPS - 1) and not Config().in_check_window(
+        DEFAULT_STEPS
+    )
+    assert Config(steps="all").in_check_window(10_000)
     assert config.ignores("unused_parameter")  # by rule id
     assert config.ignores("detach")  # by kind
     assert not config.ignores("no_grad")

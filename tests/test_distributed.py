@@ -56,9 +56,12 @@ def _gloo_available() -> bool:
     return bool(dist is not None and dist.is_available() and dist.is_gloo_available())
 
 
-pytestmark = pytest.mark.skipif(
-    not _gloo_available(), reason="torch.distributed with the gloo backend is not available"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not _gloo_available(), reason="torch.distributed with the gloo backend is not available"
+    ),
+    pytest.mark.slow,  # many subprocesses: `pytest -m 'not slow'` skips them
+]
 
 
 @dataclass

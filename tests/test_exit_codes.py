@@ -27,6 +27,8 @@ from pathlib import Path
 import pytest
 from procs import FIXTURES, GRADCHECK_FORMS, Result, run_all
 
+pytestmark = pytest.mark.slow  # many subprocesses: `pytest -m 'not slow'` skips them
+
 # -- the cases ------------------------------------------------------------------------------------
 
 # sys.exit variants: exit_with.py's argument -> the status both python and gradcheck must give.

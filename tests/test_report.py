@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import json
 from pathlib import Path
 
-from gradcheck_cli.model import Finding, Report, ScriptInfo, Site
+from gradcheck_cli.model import (
+    Checked,
+    Finding,
+    LossInfo,
+    Report,
+    ScriptError,
+    ScriptInfo,
+    Site,
+    Step,
+)
 from gradcheck_cli.report import load_json, make_console, render_console, to_json, write_atomic
 
 
@@ -58,3 +69,78 @@ def test_saved_report_round_trips_and_renders_the_same(tmp_path: Path) -> None:
     loaded = load_json(str(path))
     assert loaded.to_dict() == report.to_dict()
     assert _render(loaded) == _render(report)
+
+
+def _full_report() -> Report:
+    """A report with every field of every model type set to something that is not its default."""
+    site = Site("train.py", 23, "forward", "h = self.encoder(x).detach()")
+    other = Site("lib.py", 7, "helper", "return x.detach()")
+    finding = Finding(
+        id="GC101",
+        kind="detach",
+        severity="warning",
+        grad_state="none",
+        parameters=["model.w"],
+        site=site,
+        stack=[site, other],
+        steps=[0, 3],
+        message="cut",
+        hint="fix it",
+        related=[other],
+        ranks=[0, 2],
+    )
+    step = Step(
+        index=1,
+        api="torch.autograd.grad",
+        site=site,
+        loss=LossInfo(shape=[2], dtype="float32", requires_grad=True, grad_fn="SumBackward0"),
+        checked=[Checked(name="model.w", state="zero", norm=0.5, dead_fraction=0.25)],
+    )
+    script = ScriptInfo(
+        path="train.py",
+        argv=["train.py", "--lr", "1"],
+        exit_code=1,
+        error=ScriptError(type="ValueError", message="boom", site=other),
+        interrupted=True,
+        stopped_early=True,
+    )
+    return Report(
+        tool={"name": "gradcheck", "version": "0.1.0"},
+        environment={"python": "3.11"},
+        script=script,
+        config={"steps": 10},
+        steps=[step],
+        findings=[finding],
+        notes=["a note"],
+        internal_errors=["while checking: boom"],
+        steps_seen=5,
+        steps_checked=4,
+    )
+
+
+def _defaults_left(obj: object, path: str = "report") -> list[str]:
+    """Fields of ``obj`` (recursively) still at their default, empty or None."""
+    left: list[str] = []
+    for f in dataclasses.fields(obj):  # type: ignore[arg-type]
+        if f.name == "format":  # the format version: its default is the only value
+            continue
+        value = getattr(obj, f.name)
+        where = f"{path}.{f.name}"
+        if value in (None, [], {}, False) or (
+            f.default is not dataclasses.MISSING and value == f.default
+        ):
+            left.append(where)
+        for item in value if isinstance(value, list) else [value]:
+            if dataclasses.is_dataclass(item):
+                left += _defaults_left(item, where)
+    return left
+
+
+def test_every_field_round_trips_through_json() -> None:
+    report = _full_report()
+    # A field added to the model without being set here fails this line, not silently passes.
+    assert _defaults_left(report) == []
+    loaded = Report.from_dict(json.loads(to_json(report)))
+    assert loaded == report
+    assert loaded.to_dict() == report.to_dict()
+    assert loaded.findings[0].ranks == [0, 2]

@@ -27,6 +27,8 @@ from typing import Any
 import pytest
 from procs import FIXTURES, GRADCHECK_FORMS, Result, run_all
 
+pytestmark = pytest.mark.slow  # many subprocesses: `pytest -m 'not slow'` skips them
+
 # -- the cases ------------------------------------------------------------------------------------
 
 # The tree built under a temporary ROOT (probe.py copied to every *.py / __main__.py below):

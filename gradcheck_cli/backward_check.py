@@ -1,0 +1,261 @@
+"""The check of one backward call: read the graph before autograd runs, run it, diagnose after.
+
+:class:`BackwardCheck` is built by the :class:`~gradcheck_cli.session.Session` for each checked
+backward call; what it reads before autograd runs travels in a :class:`PreparedCall`.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from gradcheck_cli import model as m
+from gradcheck_cli import zeros
+from gradcheck_cli.diagnose import Context, diagnose, not_differentiable_note
+from gradcheck_cli.findings import Raw, model_site
+from gradcheck_cli.graph import Walk, leaves_under, walk_graph
+from gradcheck_cli.name_patterns import named_tensors
+from gradcheck_cli.naming import Names
+from gradcheck_cli.sites import CallSite, capture
+from gradcheck_cli.tracking import Cut
+
+if TYPE_CHECKING:
+    from gradcheck_cli.session import Session
+
+_PROBE_FIRST_NODES = 5_000  # graphs up to this size get the zero-gradient probe on the first check
+_CHECKPOINT_NODE = "CheckpointFunctionBackward"  # torch.utils.checkpoint, use_reentrant=True
+_NOT_DIFFERENTIABLE = ("does not require grad", "does not have a grad_fn")
+_UNUSED_INPUT = "appears to not have been used in the graph"
+# Runs the enclosed torch calls without any TorchFunctionMode or subclass __torch_function__.
+_no_torch_function = torch._C.DisableTorchFunction
+
+
+@dataclass
+class PreparedCall:
+    """What is read before autograd runs."""
+
+    losses: list[torch.Tensor]
+    inputs: list[torch.Tensor] | None  # autograd.grad / backward(inputs=...): exactly these
+    where: CallSite | None
+    walk: Walk
+    loss_cuts: list[Cut]
+    names: Names
+    record: m.Step
+    probe: zeros.Probe | None
+
+
+class BackwardCheck:
+    def __init__(self, session: Session, index: int, api: str, call: Any) -> None:
+        self.session = session
+        self.index = index
+        self.api = api
+        self.call = call
+        self.analysis_seconds = 0.0
+
+    def run(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        gc_was_on = gc.isenabled()
+        # The walk wraps every autograd node in a Python object; on a 100k-node graph the cyclic
+        # collector's passes over them cost more than the walk itself. They are freed by
+        # reference counting when the check ends, so collection is paused until then.
+        gc.disable()
+        started = time.perf_counter()
+        in_autograd = 0.0
+        call = self.call
+
+        def autograd(*a: Any, **k: Any) -> Any:
+            nonlocal in_autograd
+            t0 = time.perf_counter()
+            try:
+                return call(*a, **k)
+            finally:
+                in_autograd += time.perf_counter() - t0
+
+        try:
+            return self._checked(autograd, args, kwargs)
+        finally:
+            self.analysis_seconds = time.perf_counter() - started - in_autograd
+            if gc_was_on:
+                gc.enable()
+
+    def _checked(self, call: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        session = self.session
+        session.steps_checked += 1
+        prepared = None
+        # Our own tensor calls skip the TorchFunctionMode (it is suspended anyway; this saves
+        # its dispatch, a few thousand calls per check on a model with a thousand parameters).
+        with session.guard("preparing to check a backward()"), _no_torch_function():
+            prepared = self._prepare(args, kwargs)
+        if prepared is None:
+            return call(*args, **kwargs)
+        p = prepared
+        with session.guard("preparing to check a backward()"):
+            unseen = _grad_marks(p.names, p.walk)
+        try:
+            result = call(*args, **kwargs)
+        except RuntimeError as e:
+            if p.probe is not None:
+                p.probe.remove()
+            text = str(e)
+            with session.guard("diagnosing a failed backward()"), _no_torch_function():
+                if any(s in text for s in _NOT_DIFFERENTIABLE):
+                    self._not_differentiable(e, p)
+                elif _UNUSED_INPUT in text and p.inputs:
+                    self._diagnose(p, exc=e)
+            session.record(p.record)
+            raise
+        if p.probe is not None:
+            p.probe.remove()
+        with session.guard("checking a backward()"), _no_torch_function():
+            _reached_unseen(p.names, p.walk, unseen)
+            session.optim.after_backward(p.walk.leaves)
+            if p.probe is not None:
+                p.probe.resolve()
+            self._diagnose(p)
+        session.record(p.record)
+        return result
+
+    def _prepare(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> PreparedCall:
+        """Everything read before autograd runs: the graph, the cuts that fed the loss, the names."""
+        session = self.session
+        losses, inputs = _split_args(self.api, args, kwargs)
+        where = capture()
+        walk = walk_graph([t.grad_fn for t in losses])
+        for t in losses:
+            if t.grad_fn is None and t.requires_grad:
+                walk.leaves[id(t)] = t
+        tags: frozenset[int] = frozenset()
+        for t in losses:
+            tags |= session.tracker.tags.get(t) or frozenset()
+        loss_cuts = session.tracker.tags_of(tags)
+        names = session.build_names()
+        record = m.Step(
+            self.index, self.api, model_site(where), _loss_info(losses[0]) if losses else None
+        )
+        # The probe hooks every node: always affordable on a small graph, otherwise only on demand.
+        small = session.steps_checked == 1 and len(walk.nodes) <= _PROBE_FIRST_NODES
+        probe = zeros.attach(walk) if (session.zero_check.pending or small) else None
+        return PreparedCall(losses, inputs, where, walk, loss_cuts, names, record, probe)
+
+    def _diagnose(self, p: PreparedCall, exc: BaseException | None = None) -> None:
+        session = self.session
+        ctx = Context(
+            api=self.api,
+            losses=p.losses,
+            walk=p.walk,
+            names=p.names,
+            loss_cuts=p.loss_cuts,
+            tracker=session.tracker,
+            ran_modules=session.ran_modules(),
+            optimizer_groups=session.optimizer_groups(p.names),
+            explicit_inputs=p.inputs,
+        )
+        resolved = session.patterns.resolve(p.names) if session.patterns.active else None
+        tensors = named_tensors(p.names) if resolved else {}
+        if resolved:
+            ctx.expect_ids = {id(tensors[n]) for n in resolved["expect"] if n in tensors}
+        result = diagnose(ctx)
+        if p.inputs is None:
+            result.findings += session.zero_check.findings(
+                result, p.walk, p.probe, p.losses, p.names, p.record, not session.records_full
+            )
+        else:
+            p.record.checked += [m.Checked(name, state) for name, state, _ in result.checked]
+        if resolved:
+            result.findings = session.patterns.apply(
+                result.findings, resolved, tensors, p.walk, p.where
+            )
+        for raw in result.findings:
+            finding = session.book.add(raw, self.index)
+            if exc is not None:
+                where = finding.site.display if finding.site else "unknown site"
+                exc.add_note(f"gradcheck: {', '.join(raw.names)}: {raw.message} ({where})")
+
+    def _not_differentiable(self, exc: RuntimeError, p: PreparedCall) -> None:
+        tracker = self.session.tracker
+        frozen_site = None
+        if not p.loss_cuts:
+            frozen_site = next(
+                (
+                    site
+                    for root in p.names.roots
+                    for param in root.module.parameters()
+                    if (site := tracker.rg_off.get(param)) is not None
+                ),
+                None,
+            )
+        site, text = not_differentiable_note(p.loss_cuts, frozen_site)
+        cut_names: list[str] = []
+        for cut in p.loss_cuts[:1]:
+            for t in leaves_under(cut.roots.values()).values():
+                name = p.names.name_of(t)
+                if name is not None:
+                    cut_names.append(name)
+        raw = Raw("loss_not_differentiable", site or p.where, cut_names, text, grad_state="raised")
+        finding = self.session.book.add(raw, self.index)
+        loc = f" at {finding.site.display}: `{finding.site.code}`" if finding.site else ""
+        exc.add_note(f"gradcheck: {text}{loc}")
+
+
+def _grad_marks(names: Names, walk: Walk) -> dict[int, tuple[int, int]]:
+    """``.grad`` identity and version of the named tensors the walk did not reach, when the graph
+    holds a reentrant checkpoint (only then can this backward reach them unseen; DDP also fills
+    in a locally unused parameter's gradient, from the other ranks, which must still count as
+    missing here)."""
+    marks: dict[int, tuple[int, int]] = {}
+    tensors = [*names.params.items(), *((k, t) for k, (_, t) in names.leaves.items())]
+    for key, t in tensors:
+        if key not in walk.leaves and t.requires_grad:
+            g = t.grad
+            marks[key] = (0, -1) if g is None else (id(g), g._version)
+    if marks and not any(type(n).__name__ == _CHECKPOINT_NODE for n in walk.nodes.values()):
+        return {}
+    return marks
+
+
+def _reached_unseen(names: Names, walk: Walk, marks: dict[int, tuple[int, int]]) -> None:
+    """Count as reached what got a gradient from this backward through a node the walk cannot
+    see into: reentrant ``torch.utils.checkpoint`` re-runs its forward during the backward."""
+    for key, mark in marks.items():
+        t = names.params.get(key)
+        if t is None:
+            t = names.leaves[key][1]
+        g = t.grad
+        if g is not None and (id(g), g._version) != mark:
+            walk.leaves[key] = t
+
+
+def _as_list(x: Any) -> list[torch.Tensor]:
+    if x is None:
+        return []
+    if isinstance(x, torch.Tensor):
+        return [x]
+    return [t for t in x if isinstance(t, torch.Tensor)]
+
+
+def _split_args(
+    api: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
+    """(loss tensors, explicit inputs or None) for each backward entry point."""
+    if api == "Tensor.backward":
+        inputs = kwargs.get("inputs", args[4] if len(args) > 4 else None)
+        return [args[0]], (_as_list(inputs) or None)
+    if api == "torch.autograd.backward":
+        tensors = kwargs.get("tensors", args[0] if args else None)
+        inputs = kwargs.get("inputs", args[5] if len(args) > 5 else None)
+        return _as_list(tensors), (_as_list(inputs) or None)
+    outputs = kwargs.get("outputs", args[0] if args else None)
+    inputs = kwargs.get("inputs", args[1] if len(args) > 1 else None)
+    return _as_list(outputs), _as_list(inputs)
+
+
+def _loss_info(t: torch.Tensor) -> m.LossInfo:
+    return m.LossInfo(
+        list(t.shape),
+        str(t.dtype).replace("torch.", ""),
+        bool(t.requires_grad),
+        type(t.grad_fn).__name__ if t.grad_fn is not None else None,
+    )

@@ -1,0 +1,82 @@
+"""The autograd graph as gradcheck reads it: the walk from a loss, the leaves it reaches, and the
+user line stamped on a node (no findings here).
+
+Read by the check of a backward call (session), the diagnosis, the zero-gradient probe; written
+(stamps) by the op tracker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from gradcheck_cli.sites import Site
+
+# Key under which the op tracker keeps (user site, module) in an autograd node's ``metadata``.
+STAMP_KEY = "gradcheck_site"
+
+# The autograd node that accumulates into a leaf's ``.grad`` (not exported by torch).
+ACCUMULATE_GRAD: type = type(
+    torch.empty(1, requires_grad=True).expand(1).grad_fn.next_functions[0][0]
+)
+
+
+@dataclass
+class Walk:
+    """What a backward from the loss reaches: leaves (by id), their AccumulateGrad nodes (by the
+    leaf's id) and every node visited."""
+
+    leaves: dict[int, torch.Tensor] = field(default_factory=dict)
+    nodes: dict[int, Any] = field(default_factory=dict)
+    acc: dict[int, Any] = field(default_factory=dict)
+
+
+def walk_graph(starts: Iterable[Any]) -> Walk:
+    """Iterative walk over ``next_functions``; ``AccumulateGrad.variable`` is a reached leaf.
+
+    The hot loop of a check on a big graph: a type test, not ``getattr(node, "variable", None)``,
+    whose miss raises and catches an AttributeError on every node (3x slower on 100k nodes).
+    """
+    walk = Walk()
+    stack = [n for n in starts if n is not None]
+    nodes, leaves, acc = walk.nodes, walk.leaves, walk.acc
+    pop, push, acc_type = stack.pop, stack.append, ACCUMULATE_GRAD
+    while stack:
+        node = pop()
+        key = id(node)
+        if key in nodes:
+            continue
+        nodes[key] = node
+        if type(node) is acc_type:
+            variable = node.variable
+            leaves[id(variable)] = variable
+            acc[id(variable)] = node
+            continue
+        for nxt, _ in node.next_functions:
+            if nxt is not None and id(nxt) not in nodes:
+                push(nxt)
+    return walk
+
+
+def leaves_under(roots: Iterable[Any]) -> dict[int, torch.Tensor]:
+    """Leaves reachable from cut roots (a root is a grad_fn node or a leaf tensor itself)."""
+    starts = []
+    found: dict[int, torch.Tensor] = {}
+    for r in roots:
+        if isinstance(r, torch.Tensor):
+            found[id(r)] = r
+        else:
+            starts.append(r)
+    found.update(walk_graph(starts).leaves)
+    return found
+
+
+def stamp_of(node: Any) -> tuple[Site | None, Any]:
+    try:
+        meta = node.metadata
+    except Exception:
+        return None, None
+    return meta.get(STAMP_KEY, (None, None))

@@ -1,0 +1,152 @@
+"""All-zero (or, inside the graph, missing) gradients after a checked backward call, with the op
+that killed them, and layers with some dead units (info).
+
+Hooking every node costs more than the backward itself, so the zero-gradient probe is attached
+only to the checked backward call after one that showed such a gradient (they are structural: a
+dead ReLU, a zero mask); until then the parameter is *pending*. :class:`ZeroCheck` keeps that
+schedule and what each probed loss was explained by.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+
+from gradcheck_cli import model as m
+from gradcheck_cli import zeros
+from gradcheck_cli.diagnose import Result
+from gradcheck_cli.findings import FindingBook, Raw, unattributed
+from gradcheck_cli.graph import Walk, stamp_of
+from gradcheck_cli.naming import Names
+from gradcheck_cli.tracking import Tracker
+
+
+class ZeroCheck:
+    def __init__(self, tracker: Tracker, book: FindingBook, zero_atol: float) -> None:
+        self.tracker = tracker
+        self.book = book
+        self.zero_atol = zero_atol
+        # Gradients lost without an identified op, waiting for the probe: name -> (state, call).
+        self.pending: dict[str, tuple[str, int]] = {}
+        # (name, "zero" | "none") -> what explained it at a probed backward call
+        self._explained: dict[tuple[str, str], Raw] = {}
+
+    def findings(
+        self,
+        result: Result,
+        walk: Walk,
+        probe: zeros.Probe | None,
+        losses: list[torch.Tensor],
+        names: Names,
+        record: m.Step,
+        record_norms: bool,
+    ) -> list[Raw]:
+        """Findings for the expected tensors of ``result``; fills ``record.checked``."""
+        found: list[Raw] = []
+        attributor: zeros.Attributor | None = None
+
+        def attribute() -> zeros.Attributor:
+            nonlocal attributor
+            if attributor is None:
+                starts = [x.grad_fn for x in losses]
+                attributor = zeros.Attributor(walk, probe or zeros.Probe(), starts, self.tracker)
+            return attributor
+
+        grads = [
+            t.grad if (t is not None and state == "ok") else None for _, state, t in result.checked
+        ]
+        norms = zeros.grad_norms(grads)
+        deads = zeros.dead_fractions(grads)
+        for (name, state, t), grad, grad_norm, dead_rows in zip(
+            result.checked, grads, norms, deads, strict=True
+        ):
+            dead = None
+            lost = None
+            if state == "ok" and t is not None and grad is None:
+                state = lost = "none"  # in the graph, yet no gradient arrived
+            elif grad is not None and zeros.is_zero(grad, grad_norm or 0.0, self.zero_atol):
+                state = lost = "zero"
+            if lost is not None and t is not None:
+                raw = self._lost(name, lost, t, probe, attribute, names, record.index)
+                if raw is not None:
+                    found.append(raw)
+            elif grad is not None and dead_rows:
+                raw = self._dead_units(attribute(), t, name, dead_rows, names)
+                if raw is not None:
+                    dead = dead_rows  # (zero rows with no ReLU behind them: unused embeddings)
+                    if raw.where is not None or not self.book.reported_dead(name):
+                        found.append(raw)  # (ops are stamped on some checked calls only)
+            norm = grad_norm if record_norms else None
+            record.checked.append(m.Checked(name, state, norm, dead))
+        return found
+
+    def _lost(
+        self,
+        name: str,
+        lost: str,
+        t: torch.Tensor,
+        probe: zeros.Probe | None,
+        attribute: Any,
+        names: Names,
+        index: int,
+    ) -> Raw | None:
+        known = self._explained.get((name, lost))
+        if probe is None and known is not None:
+            # Lost the same way as at an earlier probed call: the same finding, one more call,
+            # and no probe (hooking every node) again.
+            return dataclasses.replace(known, names=[name])
+        if probe is None:
+            self.pending[name] = (lost, index)
+            return None
+        culprit = attribute().culprit(t)
+        raw = (
+            self._culprit_raw(culprit, name, names, lost)
+            if culprit is not None
+            else unattributed(name, lost, "no single op on its path could be identified")
+        )
+        self._explained[(name, lost)] = dataclasses.replace(raw, names=[name], earlier_steps=[])
+        pending = self.pending.pop(name, None)
+        if pending is not None and pending[0] == lost:
+            raw.earlier_steps.append(pending[1])
+        return raw
+
+    def _culprit_raw(self, c: zeros.Culprit, name: str, names: Names, lost: str) -> Raw:
+        message = _with_module(c.message, c.module, names)
+        if c.zeroed is not None:
+            message = message.replace("{operand}", f"`{names.name_of(c.zeroed) or 'a tensor'}`")
+        related = [c.related] if c.related is not None else []
+        return Raw(c.kind, c.site, [name], message, grad_state=lost, related=related, hint=c.hint)
+
+    @staticmethod
+    def _dead_units(
+        attributor: zeros.Attributor, t: torch.Tensor, name: str, dead: float, names: Names
+    ) -> Raw | None:
+        """Info on a layer with some dead ReLU units (None when no ReLU-like op is behind it)."""
+        relu = attributor.relu_near(t)
+        if relu is None:
+            return None
+        site, module = stamp_of(relu)
+        owner = name.rsplit(".", 1)[0]
+        message = _with_module(
+            f"{dead:.0%} of the units of `{owner}` received zero gradient (dead ReLUs)",
+            module,
+            names,
+        )
+        return Raw("zero_grad_flow", site, [name], message, grad_state="zero", severity="info")
+
+    def flush(self) -> None:
+        """The run is over: what still waits for its probe is reported without an op."""
+        for name, (lost, index) in self.pending.items():
+            why = "it was found at the last checked backward, so the op could not be traced (check one more: --steps)"
+            self.book.add(unattributed(name, lost, why), index)
+        self.pending.clear()
+
+
+def _with_module(message: str, module: Any, names: Names) -> str:
+    # Only a leaf module (nn.ReLU inside a Sequential) says more than the source line does.
+    if module is None or next(module.children(), None) is not None:
+        return message
+    mod_name = names.module_name(module)
+    return f"{message} [in `{mod_name}` ({type(module).__name__})]" if mod_name else message
