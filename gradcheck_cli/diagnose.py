@@ -55,61 +55,20 @@ class Result:
 
 def diagnose(ctx: Context) -> Result:
     res = Result()
-    names = ctx.names
     reached = ctx.walk.leaves
-
     # Which parameters did each cut that fed this loss starve? The earliest cut wins.
     cut_of: dict[int, Cut] = {}
     for cut in sorted(ctx.loss_cuts, key=lambda c: c.id):
         for key in leaves_under(cut.roots.values()):
             cut_of.setdefault(key, cut)
-
-    expected: dict[int, tuple[str, torch.Tensor]] = {}
     frozen: dict[Site, Raw] = {}  # frozen parameters, by the line that froze them (information)
     if ctx.explicit_inputs is not None:
-        for i, t in enumerate(ctx.explicit_inputs):
-            expected[id(t)] = (names.name_of(t) or f"inputs[{i}]", t)
+        expected = {
+            id(t): (ctx.names.name_of(t) or f"inputs[{i}]", t)
+            for i, t in enumerate(ctx.explicit_inputs)
+        }
     else:
-        reached_roots = {id(names.param_root[k].module) for k in reached if k in names.param_root}
-        shared: set[int] = set()
-        for group in ctx.optimizer_groups:
-            if any(k in group for k in reached):
-                shared |= group
-        for root in names.roots:
-            params = list(root.module.named_parameters())
-            in_graph = id(root.module) in reached_roots
-            cut_off = any(id(p) in cut_of for _, p in params)
-            named = any(id(p) in ctx.expect_ids for _, p in params)
-            shares = not reached_roots or any(id(p) in shared for _, p in params)
-            if not in_graph and not (cut_off and (shares or named)):
-                continue
-            for _, p in params:
-                qual = names.param_name.get(id(p))
-                if qual is None:
-                    continue
-                if not p.requires_grad and id(p) not in ctx.expect_ids:
-                    res.checked.append((qual, "frozen", None))
-                    froze = ctx.tracker.rg_off.get(p)
-                    if froze is not None:  # a freeze we saw: say so (a layer frozen by mistake)
-                        raw = frozen.get(froze.site)
-                        if raw is None:
-                            raw = frozen[froze.site] = Raw(
-                                "requires_grad_false",
-                                froze,
-                                [],
-                                "frozen here, so not checked: list these tensors under `expect` "
-                                "if they should learn (or under `frozen` to drop this line)",
-                                severity="info",
-                            )
-                        raw.names.append(qual)
-                    continue
-                expected[id(p)] = (qual, p)
-        for key, (name, t) in names.leaves.items():
-            if key in ctx.expect_ids or (
-                t.is_leaf and t.requires_grad and (key in reached or key in cut_of)
-            ):
-                expected[key] = (name, t)
-
+        expected = _expected(ctx, cut_of, res, frozen)
     missing: list[tuple[str, torch.Tensor]] = []
     for key, (name, t) in expected.items():
         if key in reached:
@@ -117,7 +76,65 @@ def diagnose(ctx: Context) -> Result:
         else:
             res.checked.append((name, "none", t))
             missing.append((name, t))
+    res.findings += frozen.values()
+    res.findings += _why_missing(ctx, cut_of, missing)
+    res.findings += _unregistered(ctx)
+    return res
 
+
+def _expected(
+    ctx: Context, cut_of: dict[int, Cut], res: Result, frozen: dict[Site, Raw]
+) -> dict[int, tuple[str, torch.Tensor]]:
+    """The tensors this backward call should reach (module docstring); frozen parameters go to
+    ``res.checked`` and, when the tracker saw the freeze, to ``frozen``."""
+    names, reached = ctx.names, ctx.walk.leaves
+    expected: dict[int, tuple[str, torch.Tensor]] = {}
+    reached_roots = {id(names.param_root[k].module) for k in reached if k in names.param_root}
+    shared: set[int] = set()
+    for group in ctx.optimizer_groups:
+        if any(k in group for k in reached):
+            shared |= group
+    for root in names.roots:
+        params = list(root.module.named_parameters())
+        in_graph = id(root.module) in reached_roots
+        cut_off = any(id(p) in cut_of for _, p in params)
+        named = any(id(p) in ctx.expect_ids for _, p in params)
+        shares = not reached_roots or any(id(p) in shared for _, p in params)
+        if not in_graph and not (cut_off and (shares or named)):
+            continue
+        for _, p in params:
+            qual = names.param_name.get(id(p))
+            if qual is None:
+                continue
+            if p.requires_grad or id(p) in ctx.expect_ids:
+                expected[id(p)] = (qual, p)
+                continue
+            res.checked.append((qual, "frozen", None))
+            froze = ctx.tracker.rg_off.get(p)
+            if froze is not None:  # a freeze we saw: say so (a layer frozen by mistake)
+                raw = frozen.get(froze.site)
+                if raw is None:
+                    raw = frozen[froze.site] = Raw(
+                        "requires_grad_false",
+                        froze,
+                        [],
+                        "frozen here, so not checked: list these tensors under `expect` "
+                        "if they should learn (or under `frozen` to drop this line)",
+                        severity="info",
+                    )
+                raw.names.append(qual)
+    for key, (name, t) in names.leaves.items():
+        if key in ctx.expect_ids or (
+            t.is_leaf and t.requires_grad and (key in reached or key in cut_of)
+        ):
+            expected[key] = (name, t)
+    return expected
+
+
+def _why_missing(
+    ctx: Context, cut_of: dict[int, Cut], missing: list[tuple[str, torch.Tensor]]
+) -> list[Raw]:
+    """One finding per cause (grouped by :func:`~gradcheck_cli.model.group_key`)."""
     by_group: dict[tuple[Any, ...], Raw] = {}
 
     def add(kind: str, where: CallSite | Site | None, name: str, message: str, **kw: Any) -> None:
@@ -132,60 +149,58 @@ def diagnose(ctx: Context) -> Result:
         if not t.requires_grad:
             where = ctx.tracker.rg_off.get(t) or ctx.tracker.born.get(t)
             add("requires_grad_false", where, name, "does not require grad")
-            continue
-        if t.grad_fn is not None:
+        elif t.grad_fn is not None:
             add("non_leaf", ctx.tracker.made_from.get(t), name, "is not a leaf tensor")
-            continue
-        cut = cut_of.get(id(t))
-        if cut is not None:
+        elif (cut := cut_of.get(id(t))) is not None:
             add(cut.kind, cut.where, name, cut_message(cut), hint=cut_hint(cut))
-            continue
-        module, attr = _owner(names, t)
-        if module is not None and attr is not None:
-            ran = id(module) in ctx.ran_modules
-            parent = _parent(names, module)
-            mod_name = names.module_name(module) or type(module).__name__
-            if ran:
-                where = (
-                    attribute_site(parent, attr, "forward", call=True)
-                    if parent is not None
-                    else None
-                )
-                msg = f"`{mod_name}` ran, but its output never reached this loss"
-            else:
-                # Where it should have run (a call skipped by a branch), else where it was defined.
-                where = (
-                    attribute_site(parent, attr, "forward", call=True)
-                    or attribute_site(parent, attr, "__init__")
-                    if parent is not None
-                    else None
-                )
-                msg = f"`{mod_name}` never ran in this forward pass"
-            hint = None
-            if where is None:
-                # A library's module (a pretrained model's pooler): point at the user's own line
-                # that uses the library model holding it.
-                where, holder = _nearest_user_site(names, module)
-                if holder is not None and parent is not None and not _user_class(parent):
-                    hint = (
-                        f"`{names.module_name(holder) or type(holder).__name__}` "
-                        f"({type(holder).__name__}) is library code: if this part's output is not "
-                        "needed, build it without that part (many models have an option for it), "
-                        "or list these parameters under `allow_none` in gradcheck.yaml."
-                    )
-            add("unused_parameter", where, name, msg, hint=hint)
-            continue
-        where = ctx.tracker.born.get(t)
-        add("unused_parameter", where, name, "never contributed to this loss")
+        else:
+            where, message, hint = _unused(ctx, t)
+            add("unused_parameter", where, name, message, hint=hint)
+    return list(by_group.values())
 
-    res.findings += frozen.values()
-    for raw in by_group.values():
-        res.findings.append(raw)
 
-    # Tensors the module uses but never registered: they get gradients no optimizer sees.
+def _unused(ctx: Context, t: torch.Tensor) -> tuple[CallSite | Site | None, str, str | None]:
+    """Where and why a parameter with no cut on its way never reached the loss."""
+    names = ctx.names
+    module, attr = _owner(names, t)
+    if module is None or attr is None:
+        return ctx.tracker.born.get(t), "never contributed to this loss", None
+    parent = _parent(names, module)
+    mod_name = names.module_name(module) or type(module).__name__
+    where: CallSite | Site | None
+    if id(module) in ctx.ran_modules:
+        where = attribute_site(parent, attr, "forward", call=True) if parent is not None else None
+        msg = f"`{mod_name}` ran, but its output never reached this loss"
+    else:
+        # Where it should have run (a call skipped by a branch), else where it was defined.
+        where = (
+            attribute_site(parent, attr, "forward", call=True)
+            or attribute_site(parent, attr, "__init__")
+            if parent is not None
+            else None
+        )
+        msg = f"`{mod_name}` never ran in this forward pass"
+    hint = None
+    if where is None:
+        # A library's module (a pretrained model's pooler): point at the user's own line that
+        # uses the library model holding it.
+        where, holder = _nearest_user_site(names, module)
+        if holder is not None and parent is not None and not _user_class(parent):
+            hint = (
+                f"`{names.module_name(holder) or type(holder).__name__}` "
+                f"({type(holder).__name__}) is library code: if this part's output is not "
+                "needed, build it without that part (many models have an option for it), "
+                "or list these parameters under `allow_none` in gradcheck.yaml."
+            )
+    return where, msg, hint
+
+
+def _unregistered(ctx: Context) -> list[Raw]:
+    """Tensors the module uses but never registered: they get gradients no optimizer sees."""
+    names = ctx.names
     unreg: dict[tuple[int, str], Raw] = {}
     for key, u in names.unregistered.items():
-        if key not in reached:
+        if key not in ctx.walk.leaves:
             continue
         site = attribute_site(u.owner, u.attr, "__init__")
         group = unreg.get((id(u.owner), u.attr))
@@ -200,8 +215,7 @@ def diagnose(ctx: Context) -> Result:
                 grad_state="present",
             )
         group.names.append(u.name)
-    res.findings.extend(unreg.values())
-    return res
+    return list(unreg.values())
 
 
 def _descend(root: nn.Module, parts: list[str]) -> list[nn.Module]:

@@ -1,7 +1,7 @@
 """Cut tracking: which places in the user's code took a value out of the autograd graph.
 
-A :class:`CutTracker` (a ``TorchFunctionMode``) sees every torch call of the main thread. The rule
-(DESIGN "Cut tracking"): *an op whose inputs include a tensor that requires grad but whose tensor
+A :class:`CutTracker` (a ``TorchFunctionMode``) sees every torch call of the main thread. The rule:
+*an op whose inputs include a tensor that requires grad but whose tensor
 output does not* is a **cut**. Under grad mode that is ``detach``, ``.data``, ``argmax``, a
 comparison, an integer cast, ``torch.tensor(t)``; under ``no_grad`` / ``inference_mode`` every op on
 a requires-grad input is one, blamed on the ``with`` line. Each output downstream of a cut is tagged
