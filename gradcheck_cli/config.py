@@ -18,7 +18,6 @@ Names in ``expect``/``allow_none``/``allow_zero``/``frozen`` are matched by :fun
 from __future__ import annotations
 
 import difflib
-import functools
 import json
 import math
 import os
@@ -32,7 +31,9 @@ from typing import Any
 import yaml
 
 from gradcheck_cli.errors import CommandError
+from gradcheck_cli.name_globs import match_names
 from gradcheck_cli.rules import RULES, ignorable
+from gradcheck_cli.toml_positions import Position, toml_positions
 
 if sys.version_info >= (3, 11):
     import tomllib as _toml
@@ -50,8 +51,6 @@ NAME_KEYS = ("expect", "allow_none", "allow_zero", "frozen")
 LIST_KEYS = (*NAME_KEYS, "ignore")
 KEYS = (*NAME_KEYS, "steps", "stop_after", "zero_atol", "fail_on", "ignore")
 IGNORABLE = tuple(ignorable())  # finding kinds, then rule ids
-
-Position = tuple[int, int]
 
 
 class ConfigError(CommandError):
@@ -491,105 +490,12 @@ def _pyproject_entries(text: str, source: str, *, required: bool) -> list[_Entry
         return None
     if not isinstance(table, dict):
         raise ConfigError(f"must be a table, not {_type_name(table)}", _location(source, None))
-    spots = _toml_positions(text)
+    spots = toml_positions(text)
     entries = []
     for key, value in table.items():
         key_at, value_at, items_at = spots.get(key, (None, None, []))
         entries.append(_Entry(key, value, key_at, value_at, list(items_at)))
     return entries
-
-
-_TOML_HEADER = re.compile(r"^\s*\[\[?([^\[\]]*)\]\]?\s*(?:#.*)?$")
-_TOML_KEY = re.compile(r"""^\s*(?:"([^"]*)"|'([^']*)'|([A-Za-z0-9_-]+))\s*([=.])""")
-
-
-def _toml_positions(
-    text: str,
-) -> dict[str, tuple[Position, Position, list[Position | None]]]:
-    """Best effort: where each key of ``[tool.gradcheck]``, its value and its list entries are."""
-    lines = text.splitlines()
-    found: dict[str, tuple[Position, Position, list[Position | None]]] = {}
-    inside = False
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        header = _TOML_HEADER.match(line)
-        if header:
-            parts = [p.strip().strip("\"'") for p in header.group(1).split(".")]
-            inside = parts[:2] == ["tool", "gradcheck"]
-            if inside and len(parts) > 2:  # [tool.gradcheck.something]
-                at = (i + 1, line.index("[") + 1)
-                found.setdefault(parts[2], (at, at, []))
-            i += 1
-            continue
-        key = _TOML_KEY.match(line) if inside else None
-        if key:
-            group = next(g for g in (1, 2, 3) if key.group(g) is not None)
-            name = key.group(group)
-            key_at = (i + 1, key.start(group) + (1 if group == 3 else 0))
-            if key.group(4) == "=":
-                value_at, items_at, i = _toml_value(lines, i, key.end())
-            else:
-                value_at, items_at = key_at, []
-            found.setdefault(name, (key_at, value_at, items_at))
-        i += 1
-    return found
-
-
-def _toml_value(
-    lines: list[str], row: int, col: int
-) -> tuple[Position, list[Position | None], int]:
-    """Scan the value starting at ``lines[row][col:]``: its position, its entries', its last row."""
-    value_at: Position | None = None
-    items: list[Position | None] = []
-    depth = 0
-    expect_item = False
-    while row < len(lines):
-        line = lines[row]
-        while col < len(line):
-            c = line[col]
-            if c in " \t":
-                col += 1
-                continue
-            if c == "#":
-                break
-            at = (row + 1, col + 1)
-            if value_at is None:
-                value_at = at
-                if c != "[":
-                    return value_at, [at], row  # a scalar; a lone string counts as one entry
-            if depth == 1 and expect_item and c not in ",]":
-                items.append(at)
-                expect_item = False
-            if c in "\"'":
-                col = _skip_string(line, col)
-                continue
-            if c == "[":
-                depth += 1
-                expect_item = depth == 1
-            elif c == "]":
-                depth -= 1
-                if depth == 0:
-                    return value_at, items, row
-            elif c == "," and depth == 1:
-                expect_item = True
-            col += 1
-        row += 1
-        col = 0
-    return value_at or (row, 1), items, max(row - 1, 0)
-
-
-def _skip_string(line: str, col: int) -> int:
-    quote = line[col]
-    col += 1
-    while col < len(line):
-        if line[col] == "\\" and quote == '"':
-            col += 2
-            continue
-        if line[col] == quote:
-            return col + 1
-        col += 1
-    return col
 
 
 # -- locations -----------------------------------------------------------------------------------
@@ -622,78 +528,6 @@ def _location(source: str | None, position: Position | None) -> str:
 
 
 # -- names ---------------------------------------------------------------------------------------
-
-
-def match_names(
-    patterns: Sequence[str], names: Sequence[str]
-) -> tuple[dict[str, list[str]], list[str]]:
-    """Which of ``names`` each pattern matches (every pattern is a key), and the unmatched patterns.
-
-    A pattern matches a name it equals, or as an fnmatch-style glob on the whole dotted name
-    (case-sensitive): ``*`` is any run of characters, dots included (``model.encoder.*``), ``?`` is
-    one character, and ``[...]`` is a character class (``[!...]`` negated) -- except that a bracket
-    group holding an integer or a quoted string (``[0]``, ``[12]``, ``['key']``) is literal, as in
-    the names gradcheck reports (``model.blocks[0].weight``, ``learner.vars[0]``). So ``[12]`` is
-    index 12, not "1 or 2"; write ``[1-2]`` for that class.
-    """
-    matches: dict[str, list[str]] = {}
-    unmatched: list[str] = []
-    for pattern in patterns:
-        if pattern in matches:
-            continue
-        regex = _glob_regex(pattern)
-        hits = [name for name in names if name == pattern or regex.fullmatch(name)]
-        matches[pattern] = hits
-        if not hits:
-            unmatched.append(pattern)
-    return matches, unmatched
-
-
-_LITERAL_INDEX = re.compile(r"\[(-?\d+|'[^']*'|\"[^\"]*\")\]")
-
-
-@functools.lru_cache(maxsize=512)
-def _glob_regex(pattern: str) -> re.Pattern[str]:
-    out: list[str] = []
-    i, n = 0, len(pattern)
-    while i < n:
-        c = pattern[i]
-        if c == "*":
-            if not out or out[-1] != ".*":
-                out.append(".*")
-        elif c == "?":
-            out.append(".")
-        elif c == "[":
-            literal = _LITERAL_INDEX.match(pattern, i)
-            if literal:
-                out.append(re.escape(literal.group()))
-                i = literal.end()
-                continue
-            j = i + 1
-            if j < n and pattern[j] == "!":
-                j += 1
-            if j < n and pattern[j] == "]":
-                j += 1
-            end = pattern.find("]", j)
-            if end == -1:
-                out.append(re.escape(c))
-            else:
-                body = pattern[i + 1 : end].replace("\\", "\\\\").replace("[", "\\[")
-                body = re.sub(r"([&~|])", r"\\\1", body)  # no set operations
-                if body.startswith("!"):
-                    body = "^" + body[1:]
-                elif body.startswith("^"):
-                    body = "\\" + body
-                out.append(f"[{body}]")
-                i = end + 1
-                continue
-        else:
-            out.append(re.escape(c))
-        i += 1
-    try:
-        return re.compile("".join(out), re.DOTALL)
-    except re.error:  # e.g. a reversed range `[z-a]`: match the pattern literally
-        return re.compile(re.escape(pattern))
 
 
 def unmatched_error(
