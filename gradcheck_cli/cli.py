@@ -89,6 +89,7 @@ Opt = typer.Option
 _RUN_SETTINGS = {"allow_extra_args": True, "allow_interspersed_args": False}
 
 
+# Long only by its option declarations: Typer reads the options from this signature.
 @app.command(context_settings=_RUN_SETTINGS, epilog=EPILOG)
 def run(
     ctx: typer.Context,

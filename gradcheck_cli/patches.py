@@ -118,6 +118,7 @@ def install(engine: Engine, patches: PatchSet, counting: PatchSet) -> None:
     _install_misc(engine, patches)
 
 
+# Long because each replacement method is a closure over the original it wraps (four managers).
 def _install_grad_modes(tr: Tracker, patches: PatchSet) -> None:
     no_grad, enable_grad = grad_mode.no_grad, grad_mode.enable_grad
     set_grad_enabled, inference_mode = grad_mode.set_grad_enabled, grad_mode.inference_mode
