@@ -113,7 +113,7 @@ def test_verbose_lists_every_tensor(tmp_path: Path) -> None:
     long = gradcheck("run", "--verbose", "train.py", cwd=tmp_path)
     lines = [line.strip() for line in long.stderr.splitlines()]
     listed = next(line for line in lines if line.startswith("tensors:"))
-    assert "model[4].bias" in listed and listed.count(",") == 9
+    assert "model.4.bias" in listed and listed.count(",") == 9
 
 
 def test_format_github_and_an_invalid_format(tmp_path: Path) -> None:
