@@ -24,8 +24,8 @@ from gradcheck_cli import __version__
 from gradcheck_cli.errors import (
     EXIT_CLEAN,
     EXIT_FINDINGS,
-    EXIT_INTERNAL,
     EXIT_INTERRUPTED,
+    EXIT_OUTPUT,
     EXIT_USAGE,
     CommandError,
 )
@@ -353,12 +353,17 @@ def execute(
 
     runner = ScriptRunner(target, args, as_module=as_module)
     runner.prepare()  # bad input fails here, before torch is even imported
+    from gradcheck_cli.outputs import check_outputs
 
-    from gradcheck_cli import distributed
-    from gradcheck_cli import model as m
-    from gradcheck_cli.report import make_console, render_console, to_json, write_atomic
-    from gradcheck_cli.session import Session
-    from gradcheck_cli.sites import display_path
+    check_outputs({"--json": json_path, "--sarif": sarif_path})
+    outputs = {"json_path": json_path, "sarif_path": sarif_path, "github": github}
+    shown = {"verbose": verbose, "quiet": quiet, "no_color": no_color}
+    try:  # Ctrl-C while torch imports still gets its report (README: "also when interrupted")
+        from gradcheck_cli import distributed
+        from gradcheck_cli.session import Session
+    except KeyboardInterrupt:
+        report = _report_without_session(runner, args, as_module, config)
+        return _finish(report, config, None, **outputs, **shown)
 
     rank, world = distributed.rank_and_world()
     started = time.time()
@@ -377,25 +382,9 @@ def execute(
         outcome = runner.run(annotate=session.annotate)
     finally:
         session.stop()
-    error = None
-    if outcome.error is not None:
-        e = outcome.error
-        site = (
-            m.Site(display_path(e.file), e.line, e.function or "", "")
-            if e.file and e.line
-            else None
-        )
-        error = m.ScriptError(e.type, e.message, site)
     stopped = outcome.stop is not None and outcome.stop.stopped_early
-    script = m.ScriptInfo(
-        path=display_path(runner.file or target) if not as_module else target,
-        argv=[runner.argv0, *args],
-        exit_code=outcome.exit_code,
-        error=error,
-        interrupted=outcome.interrupted,
-        stopped_early=stopped,
-    )
-    report = session.build_report(script)
+    report = session.build_report(_script_info(runner, args, as_module, outcome, stopped))
+    directory = None
     if world > 1:
         # Every rank checks itself; rank 0 alone merges and reports, so nothing interleaves.
         directory = distributed.parts_dir(json_path)
@@ -404,33 +393,106 @@ def execute(
             return outcome.exit_code
         parts = distributed.collect(directory, world, started - 5)
         report = distributed.merge({0: report, **parts}, world)
-    if json_path:
-        write_atomic(json_path, to_json(report))
-    if sarif_path:
+    stop = outcome.stop if outcome.stop is not None and not stopped else None
+    code = _finish(report, config, stop, **outputs, **shown)
+    if directory is not None:
+        sys.stderr.flush()
+        distributed.cleanup(directory, world)  # releases the other ranks: they wait for this
+    return code
+
+
+def _script_info(runner: Any, args: list[str], as_module: bool, outcome: Any, stopped: bool) -> Any:
+    """The report's ``script`` block; a crash's site is the user's innermost frame, with its line."""
+    import linecache
+
+    from gradcheck_cli import model as m
+    from gradcheck_cli.sites import display_path
+
+    error = None
+    if outcome.error is not None:
+        e = outcome.error
+        site = None
+        if e.file and e.line:
+            code = linecache.getline(e.file, e.line).strip()
+            site = m.Site(display_path(e.file), e.line, e.function or "", code)
+        error = m.ScriptError(e.type, e.message, site)
+    return m.ScriptInfo(
+        path=display_path(runner.file or runner.target) if not as_module else runner.target,
+        argv=[runner.argv0, *args],
+        exit_code=outcome.exit_code,
+        error=error,
+        interrupted=outcome.interrupted,
+        stopped_early=stopped,
+    )
+
+
+def _report_without_session(runner: Any, args: list[str], as_module: bool, config: Any) -> Any:
+    """The report of a run interrupted before the script started (torch may be half imported)."""
+    import platform
+
+    from gradcheck_cli import model as m
+
+    try:
+        torch_version = metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        torch_version = "not installed"
+    path = runner.target if as_module else os.path.relpath(runner.file or runner.target)
+    script = m.ScriptInfo(path, [runner.argv0, *args], EXIT_INTERRUPTED, None, interrupted=True)
+    return m.Report(
+        tool={"name": "gradcheck", "version": __version__},
+        environment={
+            "python": platform.python_version(),
+            "torch": torch_version,
+            "platform": platform.platform(),
+        },
+        script=script,
+        config=config.to_dict(),
+    )
+
+
+def _finish(
+    report: Any,
+    config: Any,
+    stop: Any,
+    *,
+    json_path: str | None,
+    sarif_path: str | None,
+    github: bool,
+    verbose: bool,
+    quiet: bool,
+    no_color: bool,
+) -> int:
+    """Decide the outcome, write the report files, print the console report; the exit status.
+
+    A report file that cannot be written costs nothing else: the console report is still printed,
+    one line names the file and why, and the status is EXIT_OUTPUT.
+    """
+    from gradcheck_cli.outcome import decide
+    from gradcheck_cli.outputs import write_all
+    from gradcheck_cli.report import make_console, render_console, to_json
+
+    code, report.outcome = decide(report, config.fail_on, stop.exit_code if stop else None)
+
+    def sarif_text() -> str:
         import json
 
         from gradcheck_cli.sarif import render_sarif
 
-        write_atomic(sarif_path, json.dumps(render_sarif(report), indent=2) + "\n")
-    if outcome.stop is not None and not stopped:
-        print(f"gradcheck: error: {outcome.stop.message}", file=sys.stderr)
-        if world > 1:
-            distributed.cleanup(directory, world)
-        return outcome.stop.exit_code
-    render_console(report, make_console(no_color=no_color), verbose=verbose, quiet=quiet)
-    if github:
-        from gradcheck_cli.github import write_github_outputs
+        return json.dumps(render_sarif(report), indent=2) + "\n"
 
-        write_github_outputs(report, os.environ, sys.stderr)
-    if world > 1:
-        sys.stderr.flush()
-        distributed.cleanup(directory, world)  # releases the other ranks: they wait for this
-    if outcome.exit_code != 0:
-        return outcome.exit_code
-    failing = {"error": ("error",), "warning": ("error", "warning"), "never": ()}[config.fail_on]
-    if any(f.severity in failing for f in report.findings):
-        return EXIT_FINDINGS
-    return EXIT_INTERNAL if report.internal_errors else EXIT_CLEAN
+    files = [("--json", json_path, lambda: to_json(report)), ("--sarif", sarif_path, sarif_text)]
+    failed = write_all([(option, path, render) for option, path, render in files if path])
+    if stop is not None:
+        print(f"gradcheck: error: {stop.message}", file=sys.stderr)
+    else:
+        render_console(report, make_console(no_color=no_color), verbose=verbose, quiet=quiet)
+        if github:
+            from gradcheck_cli.github import write_github_outputs
+
+            write_github_outputs(report, os.environ, sys.stderr)
+    for line in failed:
+        print(f"gradcheck: error: {line}", file=sys.stderr)
+    return EXIT_OUTPUT if failed else code
 
 
 _VALUE_OPTIONS = {

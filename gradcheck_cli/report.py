@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from gradcheck_cli.model import Finding, Report
+from gradcheck_cli.outcome import ending
 from gradcheck_cli.rules import RULES
 
 _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
@@ -115,12 +116,12 @@ def render_console(
     checked = report.steps_checked
     calls = report.steps_seen
     steps_text = f"{checked} of {calls} backward call{'s' if calls != 1 else ''} checked"
+    end = ending(report)  # the script raised, exited non-zero or was interrupted: say so first
     if not problems:
         if not quiet:
-            if calls == 0 and report.script.exit_code not in (0, None):
-                console.print(
-                    f"[bold]gradcheck:[/] {script} failed before calling backward(); nothing to check"
-                )
+            if end is not None:
+                what = "" if calls == 0 else "; no gradient problems in what ran"
+                console.print(f"[bold]gradcheck:[/] {escape(end)}{what}")
             elif calls == 0:
                 console.print(
                     f"[bold]gradcheck:[/] {script} never called backward(); nothing to check"
@@ -135,6 +136,8 @@ def render_console(
         console.print(
             f"[bold]gradcheck:[/] {n} finding{'s' if n != 1 else ''} in {script} ({steps_text})"
         )
+        if end is not None:
+            console.print(f"[bold]gradcheck:[/] {escape(end)}")
         console.print()
         for f in problems:
             _render_finding(console, f, verbose)
@@ -179,6 +182,7 @@ def write_atomic(path: str, text: str) -> None:
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".gradcheck-", suffix=".tmp", dir=directory)
     try:
+        os.fchmod(fd, _mode_for(path))
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, path)
@@ -186,6 +190,17 @@ def write_atomic(path: str, text: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _mode_for(path: str) -> int:
+    """The mode ``open(path, "w")`` would give: an existing file's own, else 0o666 less the umask
+    (``mkstemp`` creates 0600, which CI artifact uploads and shared folders cannot read)."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def load_json(path: str) -> Report:

@@ -320,13 +320,22 @@ def _describe(exc: BaseException, script_code: types.CodeType | None) -> ScriptE
     if isinstance(exc, SyntaxError):
         err.file, err.line = exc.filename, exc.lineno
         return err
-    tb = exc.__traceback__
-    last = None
-    while tb is not None:
-        last = tb
-        tb = tb.tb_next
+    last = _innermost_user_entry(exc.__traceback__)
     if last is not None:
         err.file = last.tb_frame.f_code.co_filename
         err.line = last.tb_lineno
         err.function = last.tb_frame.f_code.co_name
     return err
+
+
+def _innermost_user_entry(tb: types.TracebackType | None) -> types.TracebackType | None:
+    """The innermost frame in the user's own code (the rule findings use), else the innermost."""
+    from gradcheck_cli.sites import is_user_file  # imports torch: only once the script ran
+
+    last = user = None
+    while tb is not None:
+        last = tb
+        if is_user_file(tb.tb_frame.f_code.co_filename):
+            user = tb
+        tb = tb.tb_next
+    return user or last
