@@ -29,20 +29,26 @@ from gradcheck_cli.errors import (
     EXIT_USAGE,
     CommandError,
 )
+from gradcheck_cli.help import SectionedCommand
 
 EPILOG = """
+\b
 Examples:
-
-  gradcheck run train.py -- --epochs 1     (everything after the script goes to it)
-
+  gradcheck run train.py -- --epochs 1      everything after the script goes to it
   gradcheck run --json report.json train.py
-
+  gradcheck run --stop-after 1 --sarif gradcheck.sarif train.py
   gradcheck run -m mypkg.train --lr 3e-4
+  gradcheck init train.py                   write a gradcheck.yaml for train.py
 
-Exit codes: 0 clean, 1 gradient findings, 2 usage/config error of gradcheck,
-3 internal error of gradcheck (check incomplete); when the script itself fails,
-its own exit status (uncaught exception 1, Ctrl-C 130).
+\b
+Exit codes:
+  0  clean               1  gradient findings    2  usage/config error of gradcheck
+  3  gradcheck failed internally (check incomplete)
+  4  a report file could not be written (the console report was printed)
+  otherwise the script's own status (uncaught exception 1, Ctrl-C 130); the JSON
+  report's summary.outcome always says which.
 """
+
 
 app = typer.Typer(
     name="gradcheck",
@@ -89,36 +95,50 @@ Opt = typer.Option
 _RUN_SETTINGS = {"allow_extra_args": True, "allow_interspersed_args": False}
 
 
-@app.command(context_settings=_RUN_SETTINGS, epilog=EPILOG)
+@app.command(context_settings=_RUN_SETTINGS, epilog=EPILOG, cls=SectionedCommand)
 def run(
     ctx: typer.Context,
     script: Annotated[
         str | None,
         typer.Argument(
+            metavar="SCRIPT",
             help="The script (or directory with __main__.py) to run, then its arguments.",
             show_default=False,
         ),
     ] = None,
     module: Annotated[
         str | None,
-        Opt("-m", "--module", help="Run a module as `python -m MODULE` does.", show_default=False),
+        Opt(
+            "-m",
+            "--module",
+            metavar="MODULE",
+            help="Run a module as `python -m MODULE` does.",
+            show_default=False,
+        ),
     ] = None,
     config_path: Annotated[
         str | None,
         Opt(
             "--config",
+            metavar="PATH",
             help="Config file (default: $GRADCHECK_CONFIG, ./gradcheck.yaml, ./.gradcheck.yaml, [tool.gradcheck] in ./pyproject.toml).",
             show_default=False,
         ),
     ] = None,
     json_path: Annotated[
         str | None,
-        Opt("--json", help="Write the JSON report (format 1) to this file.", show_default=False),
+        Opt(
+            "--json",
+            metavar="PATH",
+            help="Write the JSON report (format 1) to this file.",
+            show_default=False,
+        ),
     ] = None,
     sarif_path: Annotated[
         str | None,
         Opt(
             "--sarif",
+            metavar="PATH",
             help="Write a SARIF 2.1.0 report (GitHub code scanning) to this file.",
             show_default=False,
         ),
@@ -127,6 +147,7 @@ def run(
         str | None,
         Opt(
             "--format",
+            metavar="console|github",
             help="console (default) or github (workflow annotations; automatic when GITHUB_ACTIONS=true).",
             show_default=False,
         ),
@@ -135,6 +156,7 @@ def run(
         str | None,
         Opt(
             "--steps",
+            metavar="N|all",
             help="Which backward calls to check: N (the first N) or 'all'.",
             show_default=False,
         ),
@@ -143,6 +165,7 @@ def run(
         int | None,
         Opt(
             "--stop-after",
+            metavar="N",
             help="End the script after N checked backward calls.",
             show_default=False,
         ),
@@ -151,6 +174,7 @@ def run(
         list[str] | None,
         Opt(
             "--expect",
+            metavar="GLOB",
             help="Name or glob that must receive a non-zero gradient (repeatable).",
             show_default=False,
         ),
@@ -159,6 +183,7 @@ def run(
         list[str] | None,
         Opt(
             "--allow-none",
+            metavar="GLOB",
             help="Name or glob allowed to get no gradient (repeatable).",
             show_default=False,
         ),
@@ -167,6 +192,7 @@ def run(
         list[str] | None,
         Opt(
             "--allow-zero",
+            metavar="GLOB",
             help="Name or glob allowed to get an all-zero gradient (repeatable).",
             show_default=False,
         ),
@@ -174,23 +200,38 @@ def run(
     frozen: Annotated[
         list[str] | None,
         Opt(
-            "--frozen", help="Name or glob that must stay frozen (repeatable).", show_default=False
+            "--frozen",
+            metavar="GLOB",
+            help="Name or glob that must stay frozen (repeatable).",
+            show_default=False,
         ),
     ] = None,
     ignore: Annotated[
         list[str] | None,
-        Opt("--ignore", help="Finding kind or rule id to ignore (repeatable).", show_default=False),
+        Opt(
+            "--ignore",
+            metavar="KIND",
+            help="Finding kind or rule id to ignore (repeatable).",
+            show_default=False,
+        ),
     ] = None,
     zero_atol: Annotated[
         float | None,
         Opt(
             "--zero-atol",
+            metavar="X",
             help="A gradient with max |g| <= this counts as zero.",
             show_default=False,
         ),
     ] = None,
     fail_on: Annotated[
-        str | None, Opt("--fail-on", help="error (default), warning or never.", show_default=False)
+        str | None,
+        Opt(
+            "--fail-on",
+            metavar="error|warning|never",
+            help="error (default), warning or never.",
+            show_default=False,
+        ),
     ] = None,
     quiet: Annotated[bool, Opt("--quiet", "-q", help="Print findings only.")] = False,
     verbose: Annotated[
@@ -246,22 +287,29 @@ def run(
     raise typer.Exit(code)
 
 
-@app.command(context_settings=_RUN_SETTINGS)
+@app.command(context_settings=_RUN_SETTINGS, cls=SectionedCommand)
 def init(
     ctx: typer.Context,
     script: Annotated[
         str | None,
         typer.Argument(
+            metavar="SCRIPT",
             help="The script to run up to its first backward(), then its arguments.",
             show_default=False,
         ),
     ] = None,
     module: Annotated[
         str | None,
-        Opt("-m", "--module", help="Run a module as `python -m MODULE` does.", show_default=False),
+        Opt(
+            "-m",
+            "--module",
+            metavar="MODULE",
+            help="Run a module as `python -m MODULE` does.",
+            show_default=False,
+        ),
     ] = None,
     output: Annotated[
-        str, Opt("--output", "-o", help="Where to write the config.")
+        str, Opt("--output", "-o", metavar="PATH", help="Where to write the config.")
     ] = "gradcheck.yaml",
     force: Annotated[bool, Opt("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
@@ -325,8 +373,9 @@ def _target(
     elif script is not None:
         target, as_module = script, False
     else:
+        name = ctx.info_name or "run"  # `gradcheck init` gives its own usage, not run's
         raise CommandError(
-            "no script given (usage: gradcheck run SCRIPT [ARGS...] or gradcheck run -m MODULE [ARGS...])"
+            f"no script given (usage: gradcheck {name} SCRIPT [ARGS...] or gradcheck {name} -m MODULE [ARGS...])"
         )
     if args[:1] == ["--"]:
         args = args[

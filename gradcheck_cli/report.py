@@ -92,10 +92,12 @@ def _render_finding(console: Console, f: Finding, verbose: bool) -> None:
         if f.site.code:
             console.print(f"      {escape(f.site.code)}")
     console.print(f"    {escape(f.message)}")
-    if f.parameters and (verbose or len(f.parameters) <= 8) and who != ", ".join(f.parameters):
+    if verbose:
+        _render_verbose_details(console, f)
+    elif f.parameters and len(f.parameters) <= 8 and who != ", ".join(f.parameters):
         console.print(f"    tensors: {escape(', '.join(f.parameters))}")
-    stack = f.stack[1:] if verbose else f.stack[1:3]
-    if stack:
+    stack = f.stack[1:3]
+    if stack and not verbose:
         chain = " ← ".join(f"{s.display} {s.function}" for s in stack)
         console.print(f"    [dim]called from {escape(chain)}[/]")
     console.print(f"    [green]fix:[/] {escape(f.hint)}")
@@ -104,6 +106,26 @@ def _render_finding(console: Console, f: Finding, verbose: bool) -> None:
         if steps:
             shown = ", ".join(str(s) for s in steps[:10]) + (" …" if len(steps) > 10 else "")
             console.print(f"    [dim]backward calls: {shown}[/]")
+
+
+def _render_verbose_details(console: Console, f: Finding) -> None:
+    """--verbose: every tensor by name and the whole user stack, each frame with its line."""
+    if f.parameters:
+        console.print(f"    tensors ({len(f.parameters)}): {escape(', '.join(f.parameters))}")
+    for s in f.stack[1:]:
+        code = f": {s.code}" if s.code else ""
+        console.print(
+            f"    [dim]called from {escape(s.display)} in {escape(s.function)}{escape(code)}[/]"
+        )
+
+
+def _render_checked(report: Report, console: Console) -> None:
+    """--verbose: every tensor of the first checked backward() and its gradient state."""
+    if not report.steps or not report.steps[0].checked:
+        return
+    console.print(f"[dim]tensors checked at backward call {report.steps[0].index}:[/]")
+    for c in report.steps[0].checked:
+        console.print(f"[dim]  {escape(c.name)}: {c.state}[/]")
 
 
 def render_console(
@@ -158,6 +180,8 @@ def render_console(
             )
         if len(info) > 5 and not verbose:
             console.print(f"[dim]  … {len(info) - 5} more (--verbose)[/]")
+    if verbose and not quiet:
+        _render_checked(report, console)
     _render_notes(report, console, quiet)
 
 

@@ -603,19 +603,19 @@ class Session:
                 if not raw.names:
                     continue
             kept.append(raw)
-        thawed = [
+        thawed = [  # model order, as in every other finding
             n
-            for n in sorted(patterns["frozen"])
-            if tensors[n].requires_grad or id(tensors[n]) in walk.leaves
+            for n, t in tensors.items()
+            if n in patterns["frozen"] and (t.requires_grad or id(t) in walk.leaves)
         ]
         if thawed:
+            reached = any(id(tensors[n]) in walk.leaves for n in thawed)
             kept.append(
                 Raw(
                     "not_frozen",
                     where,
                     thawed,
-                    f"listed under `frozen` ({self.config.where('frozen') or 'config'}) but still requires grad "
-                    "and receives a gradient: the freeze did not take effect",
+                    _not_frozen_message(self.config.where("frozen") or "config", reached),
                     grad_state="present",
                 )
             )
@@ -797,6 +797,12 @@ class Session:
             self._add(_unattributed(name, lost, why), index)
         self._pending.clear()
 
+    def _ordered(self, finding: m.Finding) -> m.Finding:
+        if self._names is not None:
+            order = {n: i for i, n in enumerate(self._named_tensors(self._names))}
+            finding.parameters = _in_model_order(finding.parameters, order)
+        return finding
+
     def build_report(self, script: m.ScriptInfo) -> m.Report:
         self._flush_pending()
         return m.Report(
@@ -810,7 +816,11 @@ class Session:
             config=self.config.to_dict(),
             steps=list(self.steps),
             findings=sorted(
-                (f for f in self.findings.values() if not self.config.ignores(f.kind)),
+                (
+                    self._ordered(f)
+                    for f in self.findings.values()
+                    if not self.config.ignores(f.kind)
+                ),
                 key=_finding_order,
             ),
             notes=list(self.notes),
@@ -824,6 +834,24 @@ class Session:
 
 
 _SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
+
+
+def _not_frozen_message(where: str, reached: bool) -> str:
+    """GC140's words: only say the tensor received a gradient when this backward reached it."""
+    got = (
+        "receives a gradient"
+        if reached
+        else "got no gradient in this backward call, but would train"
+    )
+    return (
+        f"listed under `frozen` ({where}) but still requires grad and {got}: "
+        "the freeze did not take effect"
+    )
+
+
+def _in_model_order(found: list[str], order: dict[str, int]) -> list[str]:
+    """Tensor names as the model lists them (``weight, bias``), unknown names last, as found."""
+    return sorted(found, key=lambda n: order.get(n, len(order)))
 
 
 def _finding_order(f: m.Finding) -> tuple[int, int, str, int]:

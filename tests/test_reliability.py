@@ -235,3 +235,100 @@ def test_ctrl_c_while_torch_imports_still_writes_the_report(tmp_path: Path) -> N
     assert data["script"]["exit_code"] == 130
     assert data["summary"]["backward_calls"] == 0
     assert data["summary"]["outcome"] == "interrupted"
+
+
+# -- 7. wrong words -------------------------------------------------------------------------------
+
+FEATURES_UNDER_NO_GRAD = """\
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Linear(3, 4), nn.ReLU())
+        self.head = nn.Linear(4, 1)
+
+    def forward(self, x):
+        with torch.no_grad():
+            h = self.features(x)
+        return self.head(h)
+
+
+net = Net()
+net(torch.randn(2, 3)).sum().backward()
+"""
+
+
+def test_frozen_without_a_gradient_is_not_said_to_receive_one(tmp_path: Path) -> None:
+    script(tmp_path, "train.py", FEATURES_UNDER_NO_GRAD)
+    run = gradcheck(
+        "run", "--json", "r.json", "--frozen", "net.features.*", "train.py", cwd=tmp_path
+    )
+    assert run.returncode == 1, run.stderr
+    findings = {f["kind"]: f for f in json.loads((tmp_path / "r.json").read_text())["findings"]}
+    message = findings["not_frozen"]["message"]
+    assert "receives a gradient" not in message
+    assert "got no gradient in this backward call" in message
+    # Model order (weight before bias) in every finding, not sorted by name.
+    for kind in ("no_grad", "not_frozen"):
+        assert findings[kind]["parameters"] == ["net.features.0.weight", "net.features.0.bias"]
+
+
+def test_paths_outside_the_working_directory_are_normalised(tmp_path: Path) -> None:
+    base = tmp_path.resolve()
+    (base / "ws").mkdir()
+    (base / "other").mkdir()
+    script(base / "other", "train.py", FEATURES_UNDER_NO_GRAD)
+    run = gradcheck("run", "--json", "r.json", "../other/train.py", cwd=base / "ws")
+    assert run.returncode == 1, run.stderr
+    data = json.loads((base / "ws" / "r.json").read_text())
+    expected = str(base / "other" / "train.py")
+    assert data["script"]["path"] == expected
+    assert data["findings"][0]["site"]["file"] == expected
+    assert f"{expected}:12 in forward" in run.stderr
+    assert ".." not in run.stderr
+
+
+# -- 8. the CLI's own help ------------------------------------------------------------------------
+
+
+def test_run_help_names_the_script_as_required_with_real_metavars_and_sections(
+    tmp_path: Path,
+) -> None:
+    run = gradcheck("run", "--help", cwd=tmp_path)
+    assert run.returncode == 0
+    out = run.stdout
+    assert "Usage: gradcheck run [OPTIONS] SCRIPT [ARGS]... | -m MODULE [ARGS]..." in out
+    assert "[script]" not in out and "<str>" not in out and "<list[str]>" not in out
+    for row in ("--json PATH", "--sarif PATH", "--config PATH", "--stop-after N", "--expect GLOB"):
+        assert row in out, row
+    for section in ("Arguments:", "Configuration", "Reports:", "Examples:", "Exit codes:"):
+        assert section in out, section
+
+
+def test_init_without_a_script_gives_its_own_usage(tmp_path: Path) -> None:
+    run = gradcheck("init", cwd=tmp_path)
+    assert run.returncode == 2
+    assert run.stderr.splitlines() == [
+        "gradcheck: error: no script given (usage: gradcheck init SCRIPT [ARGS...] "
+        "or gradcheck init -m MODULE [ARGS...])"
+    ]
+
+
+def test_verbose_adds_every_tensor_and_the_full_user_stack(tmp_path: Path) -> None:
+    script(tmp_path, "train.py", FEATURES_UNDER_NO_GRAD)
+    plain = gradcheck("run", "train.py", cwd=tmp_path)
+    verbose = gradcheck("run", "--verbose", "train.py", cwd=tmp_path)
+    assert plain.returncode == verbose.returncode == 1
+    added = [line for line in verbose.stderr.splitlines() if line not in plain.stderr.splitlines()]
+    assert added == [
+        "    tensors (2): net.features.0.weight, net.features.0.bias",
+        "    called from train.py:18 in <module>: net(torch.randn(2, 3)).sum().backward()",
+        "tensors checked at backward call 0:",
+        "  net.features.0.weight: none",
+        "  net.features.0.bias: none",
+        "  net.head.weight: ok",
+        "  net.head.bias: ok",
+    ]
