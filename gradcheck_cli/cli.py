@@ -251,7 +251,7 @@ def run(
 ) -> None:
     """Run SCRIPT [ARGS...] (or -m MODULE [ARGS...]) exactly as python would, and check every backward()."""
     target, args, as_module = _target(ctx, script, module)
-    from gradcheck_cli.config import apply_overrides, load_config
+    from gradcheck_cli.config import apply_overrides, for_script, load_config
 
     config = apply_overrides(
         load_config(config_path),
@@ -265,6 +265,7 @@ def run(
         zero_atol=zero_atol,
         fail_on=fail_on,
     )
+    config = for_script(config, target, as_module)
     if output_format not in (None, "console", "github"):
         raise CommandError(f"--format must be 'console' or 'github', not {output_format!r}")
     github = output_format == "github" or (
@@ -334,11 +335,17 @@ def init(
         raise CommandError(
             f"{target} ended (exit status {outcome.exit_code}) before calling backward(); nothing to list"
         )
-    text = render_config(session, " ".join([target, *args]))
+    written_for = (
+        target if as_module else os.path.relpath(target, os.path.dirname(os.path.abspath(output)))
+    )
+    text = render_config(session, " ".join([target, *args]), written_for)
+    from gradcheck_cli.init_config import summary_lines
     from gradcheck_cli.report import write_atomic
 
     write_atomic(output, text)
-    print(f"gradcheck: wrote {output}", file=sys.stderr)
+    print(f"gradcheck: wrote {output} for {target}:", file=sys.stderr)
+    for line in summary_lines(text):
+        print(f"  {line}", file=sys.stderr)
     raise typer.Exit(EXIT_CLEAN)
 
 

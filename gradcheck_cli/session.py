@@ -277,11 +277,13 @@ class Session:
         for key in ("expect", "allow_none", "allow_zero", "frozen"):
             entries = getattr(self.config, key)
             matched, unmatched = match_names(entries, list(aliases))
-            if unmatched:
+            for pattern in unmatched:
                 error = unmatched_error(
-                    self.config, key, unmatched[0], entries.index(unmatched[0]), list(canonical)
+                    self.config, key, pattern, entries.index(pattern), list(canonical)
                 )
-                raise GradcheckExit(EXIT_USAGE, error.message)
+                if not self.config.lenient_names:
+                    raise GradcheckExit(EXIT_USAGE, error.message)
+                self.notes.append(_unmatched_warning(error.message, self.config))
             patterns[key] = {aliases[n] for hits in matched.values() for n in hits}
         self._patterns = patterns
         return patterns
@@ -834,6 +836,12 @@ class Session:
 
 
 _SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
+
+
+def _unmatched_warning(message: str, config: Config) -> str:
+    return (
+        f"{message} (ignored, not an error: this discovered config was written for {config.script})"
+    )
 
 
 def _not_frozen_message(where: str, reached: bool) -> str:

@@ -332,3 +332,97 @@ def test_verbose_adds_every_tensor_and_the_full_user_stack(tmp_path: Path) -> No
         "  net.head.weight: ok",
         "  net.head.bias: ok",
     ]
+
+
+# -- 6. gradcheck init and discovered configs -----------------------------------------------------
+
+ACCIDENTAL_FREEZE = """\
+import torch
+from torch import nn
+
+model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1))
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+model[2].requires_grad_(False)
+for _ in range(3):
+    opt.zero_grad()
+    model(torch.randn(2, 3)).sum().backward()
+    opt.step()
+"""
+
+OTHER_MODEL = """\
+import torch
+from torch import nn
+
+net = nn.Linear(3, 1)
+net(torch.randn(2, 3)).sum().backward()
+"""
+
+
+def test_init_prints_what_it_wrote_and_comments_out_a_freeze_that_looks_like_a_bug(
+    tmp_path: Path,
+) -> None:
+    script(tmp_path, "train.py", ACCIDENTAL_FREEZE)
+    run = gradcheck("init", "train.py", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    text = (tmp_path / "gradcheck.yaml").read_text()
+    assert "script: train.py\n" in text
+    assert "frozen: []\n" in text  # the accidental freeze is not turned into policy...
+    reason = (
+        "  # NOT LISTED: the run froze it at train.py:6 (`model[2].requires_grad_(False)`) "
+        "but an optimizer was given it; uncomment if the freeze is intended:"
+    )
+    assert f"{reason}\n  # - model.2.*  # 2 tensors\n" in text  # ...but kept, with the reason
+    assert run.stderr.splitlines() == [
+        "gradcheck: wrote gradcheck.yaml for train.py:",
+        "  script: train.py",
+        "  expect:",
+        "    - model.0.*  # 2 tensors",
+        "  frozen: []",
+        "  " + reason,
+        "    # - model.2.*  # 2 tensors",
+    ]
+    # The freeze is still reported by `gradcheck run` with the written config.
+    again = gradcheck("run", "train.py", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "i requires_grad_false model.2.* (2 tensors)" in again.stderr
+
+
+def test_discovered_config_for_another_script_warns_about_unmatched_names(tmp_path: Path) -> None:
+    script(tmp_path, "train.py", ACCIDENTAL_FREEZE)
+    script(tmp_path, "other.py", OTHER_MODEL)
+    assert gradcheck("init", "train.py", cwd=tmp_path).returncode == 0
+    run = gradcheck("run", "--json", "r.json", "other.py", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    note = (
+        "gradcheck.yaml:11:5: expect entry 'model.0.*' matches no parameter (ignored, not an "
+        "error: this discovered config was written for train.py)"
+    )
+    assert f"note: {note}" in run.stderr.splitlines()
+    assert note in json.loads((tmp_path / "r.json").read_text())["notes"]
+
+
+def test_named_or_scriptless_config_still_fails_on_unmatched_names(tmp_path: Path) -> None:
+    script(tmp_path, "train.py", ACCIDENTAL_FREEZE)
+    script(tmp_path, "other.py", OTHER_MODEL)
+    assert gradcheck("init", "train.py", cwd=tmp_path).returncode == 0
+    named = gradcheck("run", "--config", "gradcheck.yaml", "other.py", cwd=tmp_path)
+    assert named.returncode == 2, named.stderr
+    assert "expect entry 'model.0.*' matches no parameter" in named.stderr
+    text = (tmp_path / "gradcheck.yaml").read_text().replace("script: train.py\n", "")
+    (tmp_path / "gradcheck.yaml").write_text(text)
+    scriptless = gradcheck("run", "other.py", cwd=tmp_path)
+    assert scriptless.returncode == 2, scriptless.stderr
+
+
+# -- 9. the README's test command -----------------------------------------------------------------
+
+
+def test_readme_test_command_says_how_long_and_shows_progress() -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    setup = readme.split("Set everything up and run the tests", 1)[1]
+    command = next(line for line in setup.splitlines() if "python -m pytest" in line)
+    assert "-n auto" in command and " -v" in command  # parallel, one line per finished test
+    after = setup.split(command, 1)[1].split("\n## ", 1)[0]
+    assert "4–5 minutes" in after
+    pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    assert '"pytest-xdist>=3"' in pyproject  # `-n auto` works after `pip install -e '.[test]'`
