@@ -1,8 +1,9 @@
 """The ``gradcheck`` command line: parses, wires the runner to a session, renders, exits.
 
 Exit codes: 0 clean · 1 gradient findings · 2 usage or config error of gradcheck itself ·
-3 gradcheck failed internally (the check is incomplete) · otherwise the script's own status when
-it fails (an uncaught exception is 1, Ctrl-C is 130).
+3 gradcheck failed internally (the check is incomplete) · 4 a report file could not be written ·
+otherwise the script's own status when it fails (an uncaught exception is 1, Ctrl-C is 130). The
+JSON report's ``summary.outcome`` tells them apart where the numbers collide (see outcome.py).
 """
 
 from __future__ import annotations
