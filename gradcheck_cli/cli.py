@@ -1,8 +1,9 @@
 """The ``gradcheck`` command line: parses, wires the runner to a session, renders, exits.
 
 Exit codes: 0 clean · 1 gradient findings · 2 usage or config error of gradcheck itself ·
-3 gradcheck failed internally (the check is incomplete) · otherwise the script's own status when
-it fails (an uncaught exception is 1, Ctrl-C is 130).
+3 gradcheck failed internally (the check is incomplete) · 4 a report file could not be written ·
+otherwise the script's own status when it fails (an uncaught exception is 1, Ctrl-C is 130). The
+JSON report's ``summary.outcome`` tells them apart where the numbers collide (see outcome.py).
 """
 
 from __future__ import annotations
@@ -24,25 +25,31 @@ from gradcheck_cli import __version__
 from gradcheck_cli.errors import (
     EXIT_CLEAN,
     EXIT_FINDINGS,
-    EXIT_INTERNAL,
     EXIT_INTERRUPTED,
+    EXIT_OUTPUT,
     EXIT_USAGE,
     CommandError,
 )
+from gradcheck_cli.help import SectionedCommand
 
 EPILOG = """
+\b
 Examples:
-
-  gradcheck run train.py -- --epochs 1     (everything after the script goes to it)
-
+  gradcheck run train.py -- --epochs 1      everything after the script goes to it
   gradcheck run --json report.json train.py
-
+  gradcheck run --stop-after 1 --sarif gradcheck.sarif train.py
   gradcheck run -m mypkg.train --lr 3e-4
+  gradcheck init train.py                   write a gradcheck.yaml for train.py
 
-Exit codes: 0 clean, 1 gradient findings, 2 usage/config error of gradcheck,
-3 internal error of gradcheck (check incomplete); when the script itself fails,
-its own exit status (uncaught exception 1, Ctrl-C 130).
+\b
+Exit codes:
+  0  clean               1  gradient findings    2  usage/config error of gradcheck
+  3  gradcheck failed internally (check incomplete)
+  4  a report file could not be written (the console report was printed)
+  otherwise the script's own status (uncaught exception 1, Ctrl-C 130); the JSON
+  report's summary.outcome always says which.
 """
+
 
 app = typer.Typer(
     name="gradcheck",
@@ -90,36 +97,50 @@ _RUN_SETTINGS = {"allow_extra_args": True, "allow_interspersed_args": False}
 
 
 # Long only by its option declarations: Typer reads the options from this signature.
-@app.command(context_settings=_RUN_SETTINGS, epilog=EPILOG)
+@app.command(context_settings=_RUN_SETTINGS, epilog=EPILOG, cls=SectionedCommand)
 def run(
     ctx: typer.Context,
     script: Annotated[
         str | None,
         typer.Argument(
+            metavar="SCRIPT",
             help="The script (or directory with __main__.py) to run, then its arguments.",
             show_default=False,
         ),
     ] = None,
     module: Annotated[
         str | None,
-        Opt("-m", "--module", help="Run a module as `python -m MODULE` does.", show_default=False),
+        Opt(
+            "-m",
+            "--module",
+            metavar="MODULE",
+            help="Run a module as `python -m MODULE` does.",
+            show_default=False,
+        ),
     ] = None,
     config_path: Annotated[
         str | None,
         Opt(
             "--config",
+            metavar="PATH",
             help="Config file (default: $GRADCHECK_CONFIG, ./gradcheck.yaml, ./.gradcheck.yaml, [tool.gradcheck] in ./pyproject.toml).",
             show_default=False,
         ),
     ] = None,
     json_path: Annotated[
         str | None,
-        Opt("--json", help="Write the JSON report (format 1) to this file.", show_default=False),
+        Opt(
+            "--json",
+            metavar="PATH",
+            help="Write the JSON report (format 1) to this file.",
+            show_default=False,
+        ),
     ] = None,
     sarif_path: Annotated[
         str | None,
         Opt(
             "--sarif",
+            metavar="PATH",
             help="Write a SARIF 2.1.0 report (GitHub code scanning) to this file.",
             show_default=False,
         ),
@@ -128,6 +149,7 @@ def run(
         str | None,
         Opt(
             "--format",
+            metavar="console|github",
             help="console (default) or github (workflow annotations; automatic when GITHUB_ACTIONS=true).",
             show_default=False,
         ),
@@ -136,6 +158,7 @@ def run(
         str | None,
         Opt(
             "--steps",
+            metavar="N|all",
             help="Which backward calls to check: N (the first N) or 'all'.",
             show_default=False,
         ),
@@ -144,6 +167,7 @@ def run(
         int | None,
         Opt(
             "--stop-after",
+            metavar="N",
             help="End the script after N checked backward calls.",
             show_default=False,
         ),
@@ -152,6 +176,7 @@ def run(
         list[str] | None,
         Opt(
             "--expect",
+            metavar="GLOB",
             help="Name or glob that must receive a non-zero gradient (repeatable).",
             show_default=False,
         ),
@@ -160,6 +185,7 @@ def run(
         list[str] | None,
         Opt(
             "--allow-none",
+            metavar="GLOB",
             help="Name or glob allowed to get no gradient (repeatable).",
             show_default=False,
         ),
@@ -168,6 +194,7 @@ def run(
         list[str] | None,
         Opt(
             "--allow-zero",
+            metavar="GLOB",
             help="Name or glob allowed to get an all-zero gradient (repeatable).",
             show_default=False,
         ),
@@ -175,23 +202,38 @@ def run(
     frozen: Annotated[
         list[str] | None,
         Opt(
-            "--frozen", help="Name or glob that must stay frozen (repeatable).", show_default=False
+            "--frozen",
+            metavar="GLOB",
+            help="Name or glob that must stay frozen (repeatable).",
+            show_default=False,
         ),
     ] = None,
     ignore: Annotated[
         list[str] | None,
-        Opt("--ignore", help="Finding kind or rule id to ignore (repeatable).", show_default=False),
+        Opt(
+            "--ignore",
+            metavar="KIND",
+            help="Finding kind or rule id to ignore (repeatable).",
+            show_default=False,
+        ),
     ] = None,
     zero_atol: Annotated[
         float | None,
         Opt(
             "--zero-atol",
+            metavar="X",
             help="A gradient with max |g| <= this counts as zero.",
             show_default=False,
         ),
     ] = None,
     fail_on: Annotated[
-        str | None, Opt("--fail-on", help="error (default), warning or never.", show_default=False)
+        str | None,
+        Opt(
+            "--fail-on",
+            metavar="error|warning|never",
+            help="error (default), warning or never.",
+            show_default=False,
+        ),
     ] = None,
     quiet: Annotated[bool, Opt("--quiet", "-q", help="Print findings only.")] = False,
     verbose: Annotated[
@@ -211,7 +253,7 @@ def run(
 ) -> None:
     """Run SCRIPT [ARGS...] (or -m MODULE [ARGS...]) exactly as python would, and check every backward()."""
     target, args, as_module = _target(ctx, script, module)
-    from gradcheck_cli.config import apply_overrides, load_config
+    from gradcheck_cli.config import apply_overrides, for_script, load_config
 
     config = apply_overrides(
         load_config(config_path),
@@ -225,6 +267,7 @@ def run(
         zero_atol=zero_atol,
         fail_on=fail_on,
     )
+    config = for_script(config, target, as_module)
     if output_format not in (None, "console", "github"):
         raise CommandError(f"--format must be 'console' or 'github', not {output_format!r}")
     github = output_format == "github" or (
@@ -247,22 +290,29 @@ def run(
     raise typer.Exit(code)
 
 
-@app.command(context_settings=_RUN_SETTINGS)
+@app.command(context_settings=_RUN_SETTINGS, cls=SectionedCommand)
 def init(
     ctx: typer.Context,
     script: Annotated[
         str | None,
         typer.Argument(
+            metavar="SCRIPT",
             help="The script to run up to its first backward(), then its arguments.",
             show_default=False,
         ),
     ] = None,
     module: Annotated[
         str | None,
-        Opt("-m", "--module", help="Run a module as `python -m MODULE` does.", show_default=False),
+        Opt(
+            "-m",
+            "--module",
+            metavar="MODULE",
+            help="Run a module as `python -m MODULE` does.",
+            show_default=False,
+        ),
     ] = None,
     output: Annotated[
-        str, Opt("--output", "-o", help="Where to write the config.")
+        str, Opt("--output", "-o", metavar="PATH", help="Where to write the config.")
     ] = "gradcheck.yaml",
     force: Annotated[bool, Opt("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
@@ -287,11 +337,17 @@ def init(
         raise CommandError(
             f"{target} ended (exit status {outcome.exit_code}) before calling backward(); nothing to list"
         )
-    text = render_config(session, " ".join([target, *args]))
+    written_for = (
+        target if as_module else os.path.relpath(target, os.path.dirname(os.path.abspath(output)))
+    )
+    text = render_config(session, " ".join([target, *args]), written_for)
+    from gradcheck_cli.init_config import summary_lines
     from gradcheck_cli.report import write_atomic
 
     write_atomic(output, text)
-    print(f"gradcheck: wrote {output}", file=sys.stderr)
+    print(f"gradcheck: wrote {output} for {target}:", file=sys.stderr)
+    for line in summary_lines(text):
+        print(f"  {line}", file=sys.stderr)
     raise typer.Exit(EXIT_CLEAN)
 
 
@@ -331,8 +387,9 @@ def _target(
     elif script is not None:
         target, as_module = script, False
     else:
+        name = ctx.info_name or "run"  # `gradcheck init` gives its own usage, not run's
         raise CommandError(
-            "no script given (usage: gradcheck run SCRIPT [ARGS...] or gradcheck run -m MODULE [ARGS...])"
+            f"no script given (usage: gradcheck {name} SCRIPT [ARGS...] or gradcheck {name} -m MODULE [ARGS...])"
         )
     if args[:1] == ["--"]:
         args = args[
@@ -359,12 +416,17 @@ def execute(
 
     runner = ScriptRunner(target, args, as_module=as_module)
     runner.prepare()  # bad input fails here, before torch is even imported
+    from gradcheck_cli.outputs import check_outputs
 
-    from gradcheck_cli import distributed
-    from gradcheck_cli import model as m
-    from gradcheck_cli.report import make_console, render_console, to_json, write_atomic
-    from gradcheck_cli.session import Session
-    from gradcheck_cli.sites import display_path
+    check_outputs({"--json": json_path, "--sarif": sarif_path})
+    outputs = {"json_path": json_path, "sarif_path": sarif_path, "github": github}
+    shown = {"verbose": verbose, "quiet": quiet, "no_color": no_color}
+    try:  # Ctrl-C while torch imports still gets its report (README: "also when interrupted")
+        from gradcheck_cli import distributed
+        from gradcheck_cli.session import Session
+    except KeyboardInterrupt:
+        report = _report_without_session(runner, args, as_module, config)
+        return _finish(report, config, None, **outputs, **shown)
 
     rank, world = distributed.rank_and_world()
     started = time.time()
@@ -384,17 +446,8 @@ def execute(
     finally:
         session.stop()
     stopped = outcome.stop is not None and outcome.stop.stopped_early
-    if outcome.error is not None and outcome.error.site is not None:
-        outcome.error.site.file = display_path(outcome.error.site.file)
-    script = m.ScriptInfo(
-        path=display_path(runner.file or target) if not as_module else target,
-        argv=[runner.argv0, *args],
-        exit_code=outcome.exit_code,
-        error=outcome.error,
-        interrupted=outcome.interrupted,
-        stopped_early=stopped,
-    )
-    report = session.build_report(script)
+    report = session.build_report(_script_info(runner, args, as_module, outcome, stopped))
+    directory = None
     if world > 1:
         # Every rank checks itself; rank 0 alone merges and reports, so nothing interleaves.
         directory = distributed.parts_dir(json_path)
@@ -403,33 +456,106 @@ def execute(
             return outcome.exit_code
         parts = distributed.collect(directory, world, started - 5)
         report = distributed.merge({0: report, **parts}, world)
-    if json_path:
-        write_atomic(json_path, to_json(report))
-    if sarif_path:
+    stop = outcome.stop if outcome.stop is not None and not stopped else None
+    code = _finish(report, config, stop, **outputs, **shown)
+    if directory is not None:
+        sys.stderr.flush()
+        distributed.cleanup(directory, world)  # releases the other ranks: they wait for this
+    return code
+
+
+def _script_info(runner: Any, args: list[str], as_module: bool, outcome: Any, stopped: bool) -> Any:
+    """The report's ``script`` block; a crash's site is the user's innermost frame, with its line."""
+    import linecache
+
+    from gradcheck_cli import model as m
+    from gradcheck_cli.sites import display_path
+
+    error = None
+    if outcome.error is not None:
+        e = outcome.error
+        site = None
+        if e.site is not None and e.site.file and e.site.line:
+            code = linecache.getline(e.site.file, e.site.line).strip()
+            site = m.Site(display_path(e.site.file), e.site.line, e.site.function, code)
+        error = m.ScriptError(e.type, e.message, site)
+    return m.ScriptInfo(
+        path=display_path(runner.file or runner.target) if not as_module else runner.target,
+        argv=[runner.argv0, *args],
+        exit_code=outcome.exit_code,
+        error=error,
+        interrupted=outcome.interrupted,
+        stopped_early=stopped,
+    )
+
+
+def _report_without_session(runner: Any, args: list[str], as_module: bool, config: Any) -> Any:
+    """The report of a run interrupted before the script started (torch may be half imported)."""
+    import platform
+
+    from gradcheck_cli import model as m
+
+    try:
+        torch_version = metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        torch_version = "not installed"
+    path = runner.target if as_module else os.path.relpath(runner.file or runner.target)
+    script = m.ScriptInfo(path, [runner.argv0, *args], EXIT_INTERRUPTED, None, interrupted=True)
+    return m.Report(
+        tool={"name": "gradcheck", "version": __version__},
+        environment={
+            "python": platform.python_version(),
+            "torch": torch_version,
+            "platform": platform.platform(),
+        },
+        script=script,
+        config=config.to_dict(),
+    )
+
+
+def _finish(
+    report: Any,
+    config: Any,
+    stop: Any,
+    *,
+    json_path: str | None,
+    sarif_path: str | None,
+    github: bool,
+    verbose: bool,
+    quiet: bool,
+    no_color: bool,
+) -> int:
+    """Decide the outcome, write the report files, print the console report; the exit status.
+
+    A report file that cannot be written costs nothing else: the console report is still printed,
+    one line names the file and why, and the status is EXIT_OUTPUT.
+    """
+    from gradcheck_cli.outcome import decide
+    from gradcheck_cli.outputs import write_all
+    from gradcheck_cli.report import make_console, render_console, to_json
+
+    code, report.outcome = decide(report, config.fail_on, stop.exit_code if stop else None)
+
+    def sarif_text() -> str:
         import json
 
         from gradcheck_cli.sarif import render_sarif
 
-        write_atomic(sarif_path, json.dumps(render_sarif(report), indent=2) + "\n")
-    if outcome.stop is not None and not stopped:
-        print(f"gradcheck: error: {outcome.stop.message}", file=sys.stderr)
-        if world > 1:
-            distributed.cleanup(directory, world)
-        return outcome.stop.exit_code
-    render_console(report, make_console(no_color=no_color), verbose=verbose, quiet=quiet)
-    if github:
-        from gradcheck_cli.github import write_github_outputs
+        return json.dumps(render_sarif(report), indent=2) + "\n"
 
-        write_github_outputs(report, os.environ, sys.stderr)
-    if world > 1:
-        sys.stderr.flush()
-        distributed.cleanup(directory, world)  # releases the other ranks: they wait for this
-    if outcome.exit_code != 0:
-        return outcome.exit_code
-    failing = {"error": ("error",), "warning": ("error", "warning"), "never": ()}[config.fail_on]
-    if any(f.severity in failing for f in report.findings):
-        return EXIT_FINDINGS
-    return EXIT_INTERNAL if report.internal_errors else EXIT_CLEAN
+    files = [("--json", json_path, lambda: to_json(report)), ("--sarif", sarif_path, sarif_text)]
+    failed = write_all([(option, path, render) for option, path, render in files if path])
+    if stop is not None:
+        print(f"gradcheck: error: {stop.message}", file=sys.stderr)
+    else:
+        render_console(report, make_console(no_color=no_color), verbose=verbose, quiet=quiet)
+        if github:
+            from gradcheck_cli.github import write_github_outputs
+
+            write_github_outputs(report, os.environ, sys.stderr)
+    for line in failed:
+        print(f"gradcheck: error: {line}", file=sys.stderr)
+    return EXIT_OUTPUT if failed else code
 
 
 _VALUE_OPTIONS = {

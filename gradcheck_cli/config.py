@@ -49,7 +49,7 @@ PYPROJECT = "pyproject.toml"
 FAIL_ON = ("error", "warning", "never")
 NAME_KEYS = ("expect", "allow_none", "allow_zero", "frozen")
 LIST_KEYS = (*NAME_KEYS, "ignore")
-KEYS = (*NAME_KEYS, "steps", "stop_after", "zero_atol", "fail_on", "ignore")
+KEYS = (*NAME_KEYS, "steps", "stop_after", "zero_atol", "fail_on", "ignore", "script")
 IGNORABLE = tuple(ignorable())  # finding kinds, then rule ids
 
 
@@ -79,10 +79,14 @@ class Config:
     allow_zero: list[str] = field(default_factory=list)
     frozen: list[str] = field(default_factory=list)
     stop_after: int | None = None
+    script: str | None = None  # the script this config was written for (relative to the file)
     source: str | None = field(default=None, compare=False)
     # "steps" -> where its value is; "expect[2]" -> where that entry is; (line, column), 1-based
     positions: dict[str, Position] = field(default_factory=dict, compare=False, repr=False)
     from_cli: frozenset[str] = field(default=frozenset(), compare=False, repr=False)  # keys
+    discovered: bool = field(default=False, compare=False)  # found in the cwd, not named
+    # Discovered, and written for another script: names matching nothing are warnings (README).
+    lenient_names: bool = field(default=False, compare=False)
 
     def in_check_window(self, call: int) -> bool:
         """Is backward call number ``call`` (0-based) among those the config checks?"""
@@ -143,13 +147,27 @@ def load_config(
     for name in CONFIG_FILES:
         candidate = resolve(name)
         if os.path.isfile(candidate):
-            return _load_file(candidate, "")
+            return replace(_load_file(candidate, ""), discovered=True)
     candidate = resolve(PYPROJECT)
     if os.path.isfile(candidate):
         entries = _pyproject_entries(_read(candidate), candidate, required=False)
         if entries is not None:
-            return _build(entries, candidate)
+            return replace(_build(entries, candidate), discovered=True)
     return Config()
+
+
+def for_script(config: Config, target: str, as_module: bool) -> Config:
+    """``config`` for running ``target``: a *discovered* config whose ``script:`` names another
+    script only warns about names that match nothing (a named config always fails on them)."""
+    if not config.discovered or not config.script or config.source is None:
+        return config
+    if as_module:
+        same = config.script == target
+    else:
+        base = os.path.dirname(os.path.abspath(config.source))
+        mine = os.path.realpath(os.path.join(base, config.script))
+        same = mine == os.path.realpath(target)
+    return config if same else replace(config, lenient_names=True)
 
 
 def _load_file(path: str, missing: str) -> Config:
@@ -254,6 +272,10 @@ def _coerce(key: str, value: Any) -> Any:
         if number is None or not math.isfinite(number) or number < 0:
             raise _Invalid(f"'zero_atol' must be a number >= 0, not {_show(value)}")
         return number
+    if key == "script":
+        if not isinstance(value, str) or not value:
+            raise _Invalid(f"'script' must be a path (or module name), not {_show(value)}")
+        return value
     if key == "fail_on":
         if value in FAIL_ON:
             return value
@@ -592,6 +614,7 @@ __all__ = [
     "ConfigError",
     "apply_overrides",
     "config_schema",
+    "for_script",
     "load_config",
     "match_names",
     "unmatched_error",

@@ -7,6 +7,9 @@ EXIT_CLEAN = 0
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
 EXIT_INTERNAL = 3  # the script succeeded but gradcheck failed to check it completely
+EXIT_OUTPUT = (
+    4  # a report file (--json/--sarif) could not be written; the console report was printed
+)
 EXIT_INTERRUPTED = 130
 
 

@@ -15,8 +15,36 @@ def _group(qualified: str, root: str) -> str:
     return f"{root}.{head}" if "." in rest else qualified
 
 
-def render_config(session: Any, command: str) -> str:
-    """The YAML text: trained tensors under ``expect`` (grouped by module), frozen under ``frozen``."""
+def _suspect_freezes(session: Any) -> dict[str, str]:
+    """Tensor name -> why its freeze looks like a bug: gradcheck reported where the run froze it
+    (``requires_grad_false``) and an optimizer was given it, so it was meant to train."""
+    held = {
+        id(p)
+        for opt in (w.ref() for w in session.optim.live())
+        if opt is not None
+        for group in opt.param_groups
+        for p in group["params"]
+    }
+    from gradcheck_cli.name_patterns import named_tensors  # imports torch
+
+    tensors = named_tensors(session._names) if session._names is not None else {}
+    reasons: dict[str, str] = {}
+    for f in session.findings:
+        if f.kind != "requires_grad_false":
+            continue
+        where = f" at {f.site.display}" if f.site is not None else ""
+        code = f" (`{f.site.code}`)" if f.site is not None and f.site.code else ""
+        for name in f.parameters:
+            if name in tensors and id(tensors[name]) in held:
+                reasons.setdefault(
+                    name, f"the run froze it{where}{code} but an optimizer was given it"
+                )
+    return reasons
+
+
+def render_config(session: Any, command: str, script: str) -> str:
+    """The YAML text: trained tensors under ``expect`` (grouped by module), frozen under ``frozen``
+    — a freeze gradcheck reported as a possible bug is written commented out, with the reason."""
     names = session._names
     states: dict[str, str] = {}
     if session.steps:
@@ -37,15 +65,26 @@ def render_config(session: Any, command: str) -> str:
         "# What must learn, checked at every backward(). Edit freely; `gradcheck schema config`",
         "# prints the JSON Schema (for editor completion).",
         "",
+        "# The script this file was made for: found as ./gradcheck.yaml by another script, names",
+        "# below that match nothing there are warnings, not errors.",
+        f"script: {_quote(script)}",
+        "",
         "# Names or globs that must receive a non-zero gradient.",
         "expect:",
     ]
     lines += _entries(expect, states) or ["  []"]
     lines += ["", "# Must stay frozen: requires_grad=False and no gradient."]
-    if frozen:
-        lines += ["frozen:", *_entries(frozen, states)]
-    else:
-        lines += ["frozen: []"]
+    suspects = _suspect_freezes(session)
+    kept = OrderedDict((k, v) for k, v in frozen.items() if not any(m in suspects for m in v))
+    doubtful = OrderedDict((k, v) for k, v in frozen.items() if k not in kept)
+    lines += ["frozen:", *_entries(kept, states)] if kept else ["frozen: []"]
+    for module, members in doubtful.items():
+        reason = next(suspects[m] for m in members if m in suspects)
+        [entry] = _entries(OrderedDict([(module, members)]), states)
+        lines += [
+            f"  # NOT LISTED: {reason}; uncomment if the freeze is intended:",
+            f"  #{entry[1:]}",
+        ]
     lines += [
         "",
         "# Exceptions: may get no gradient / an all-zero gradient.",
@@ -78,3 +117,12 @@ def _quote(name: str) -> str:
     # Brackets, a leading `*` and other flow characters would be YAML syntax: quote such names.
     special = any(c in name for c in "[]{}#&!|>'\"%@`,") or name.startswith("*") or ": " in name
     return "'" + name.replace("'", "''") + "'" if special else name
+
+
+def summary_lines(text: str) -> list[str]:
+    """What ``init`` wrote, for the terminal: the script, every entry, every commented-out one."""
+    out: list[str] = []
+    for line in text.splitlines():
+        if line.startswith(("script:", "expect:", "frozen:", "  - ", "  # NOT LISTED", "  # - ")):
+            out.append(line)
+    return out

@@ -145,6 +145,7 @@ class Report:
     steps_seen: int = 0  # backward calls seen
     steps_checked: int = 0
     format: int = FORMAT
+    outcome: str | None = None  # how the run ended: gradcheck_cli.outcome.OUTCOMES
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -159,6 +160,7 @@ class Report:
             "by_kind": by_kind,
             "backward_calls": self.steps_seen,
             "steps_checked": self.steps_checked,
+            **({"outcome": self.outcome} if self.outcome else {}),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -219,4 +221,5 @@ class Report:
             internal_errors=list(d.get("internal_errors", [])),
             steps_seen=summary.get("backward_calls", 0),
             steps_checked=summary.get("steps_checked", 0),
+            outcome=summary.get("outcome"),
         )

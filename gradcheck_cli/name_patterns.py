@@ -22,6 +22,7 @@ class NamePatterns:
     def __init__(self, config: Config) -> None:
         self.config = config
         self._resolved: dict[str, set[str]] | None = None
+        self.notes: list[str] = []  # unmatched names of a lenient (discovered, other-script) config
 
     @property
     def active(self) -> bool:
@@ -41,11 +42,13 @@ class NamePatterns:
         for key in _KEYS:
             entries = getattr(self.config, key)
             matched, unmatched = match_names(entries, list(aliases))
-            if unmatched:
+            for pattern in unmatched:
                 error = unmatched_error(
-                    self.config, key, unmatched[0], entries.index(unmatched[0]), list(canonical)
+                    self.config, key, pattern, entries.index(pattern), list(canonical)
                 )
-                raise GradcheckExit(EXIT_USAGE, error.message)
+                if not self.config.lenient_names:
+                    raise GradcheckExit(EXIT_USAGE, error.message)
+                self.notes.append(_unmatched_warning(error.message, self.config))
             resolved[key] = {aliases[n] for hits in matched.values() for n in hits}
         self._resolved = resolved
         return resolved
@@ -72,24 +75,47 @@ class NamePatterns:
                 if not raw.names:
                     continue
             kept.append(raw)
-        thawed = [
+        thawed = [  # model order, as in every other finding
             n
-            for n in sorted(resolved["frozen"])
-            if tensors[n].requires_grad or id(tensors[n]) in walk.leaves
+            for n, t in tensors.items()
+            if n in resolved["frozen"] and (t.requires_grad or id(t) in walk.leaves)
         ]
         if thawed:
-            where_set = self.config.where("frozen") or "config"
+            reached = any(id(tensors[n]) in walk.leaves for n in thawed)
             kept.append(
                 Raw(
                     "not_frozen",
                     where,
                     thawed,
-                    f"listed under `frozen` ({where_set}) but still requires grad "
-                    "and receives a gradient: the freeze did not take effect",
+                    _not_frozen_message(self.config.where("frozen") or "config", reached),
                     grad_state="present",
                 )
             )
         return kept
+
+
+def _unmatched_warning(message: str, config: Config) -> str:
+    return (
+        f"{message} (ignored, not an error: this discovered config was written for {config.script})"
+    )
+
+
+def _not_frozen_message(where: str, reached: bool) -> str:
+    """GC140's words: only say the tensor received a gradient when this backward reached it."""
+    got = (
+        "receives a gradient"
+        if reached
+        else "got no gradient in this backward call, but would train"
+    )
+    return (
+        f"listed under `frozen` ({where}) but still requires grad and {got}: "
+        "the freeze did not take effect"
+    )
+
+
+def in_model_order(found: list[str], order: dict[str, int]) -> list[str]:
+    """Tensor names as the model lists them (``weight, bias``), unknown names last, as found."""
+    return sorted(found, key=lambda n: order.get(n, len(order)))
 
 
 def named_tensors(names: Names) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from gradcheck_cli.model import Finding, Report
+from gradcheck_cli.outcome import ending
 from gradcheck_cli.rules import RULES
 
 _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
@@ -91,10 +92,12 @@ def _render_finding(console: Console, f: Finding, verbose: bool) -> None:
         if f.site.code:
             console.print(f"      {escape(f.site.code)}")
     console.print(f"    {escape(f.message)}")
-    if f.parameters and (verbose or len(f.parameters) <= 8) and who != ", ".join(f.parameters):
+    if verbose:
+        _render_verbose_details(console, f)
+    elif f.parameters and len(f.parameters) <= 8 and who != ", ".join(f.parameters):
         console.print(f"    tensors: {escape(', '.join(f.parameters))}")
-    stack = f.stack[1:] if verbose else f.stack[1:3]
-    if stack:
+    stack = f.stack[1:3]
+    if stack and not verbose:
         chain = " ← ".join(f"{s.display} {s.function}" for s in stack)
         console.print(f"    [dim]called from {escape(chain)}[/]")
     console.print(f"    [green]fix:[/] {escape(f.hint)}")
@@ -103,6 +106,26 @@ def _render_finding(console: Console, f: Finding, verbose: bool) -> None:
         if steps:
             shown = ", ".join(str(s) for s in steps[:10]) + (" …" if len(steps) > 10 else "")
             console.print(f"    [dim]backward calls: {shown}[/]")
+
+
+def _render_verbose_details(console: Console, f: Finding) -> None:
+    """--verbose: every tensor by name and the whole user stack, each frame with its line."""
+    if f.parameters:
+        console.print(f"    tensors ({len(f.parameters)}): {escape(', '.join(f.parameters))}")
+    for s in f.stack[1:]:
+        code = f": {s.code}" if s.code else ""
+        console.print(
+            f"    [dim]called from {escape(s.display)} in {escape(s.function)}{escape(code)}[/]"
+        )
+
+
+def _render_checked(report: Report, console: Console) -> None:
+    """--verbose: every tensor of the first checked backward() and its gradient state."""
+    if not report.steps or not report.steps[0].checked:
+        return
+    console.print(f"[dim]tensors checked at backward call {report.steps[0].index}:[/]")
+    for c in report.steps[0].checked:
+        console.print(f"[dim]  {escape(c.name)}: {c.state}[/]")
 
 
 def render_console(
@@ -115,12 +138,12 @@ def render_console(
     checked = report.steps_checked
     calls = report.steps_seen
     steps_text = f"{checked} of {calls} backward call{'s' if calls != 1 else ''} checked"
+    end = ending(report)  # the script raised, exited non-zero or was interrupted: say so first
     if not problems:
         if not quiet:
-            if calls == 0 and report.script.exit_code not in (0, None):
-                console.print(
-                    f"[bold]gradcheck:[/] {script} failed before calling backward(); nothing to check"
-                )
+            if end is not None:
+                what = "" if calls == 0 else "; no gradient problems in what ran"
+                console.print(f"[bold]gradcheck:[/] {escape(end)}{what}")
             elif calls == 0:
                 console.print(
                     f"[bold]gradcheck:[/] {script} never called backward(); nothing to check"
@@ -135,6 +158,8 @@ def render_console(
         console.print(
             f"[bold]gradcheck:[/] {n} finding{'s' if n != 1 else ''} in {script} ({steps_text})"
         )
+        if end is not None:
+            console.print(f"[bold]gradcheck:[/] {escape(end)}")
         console.print()
         for f in problems:
             _render_finding(console, f, verbose)
@@ -155,6 +180,8 @@ def render_console(
             )
         if len(info) > 5 and not verbose:
             console.print(f"[dim]  … {len(info) - 5} more (--verbose)[/]")
+    if verbose and not quiet:
+        _render_checked(report, console)
     _render_notes(report, console, quiet)
 
 
@@ -179,6 +206,7 @@ def write_atomic(path: str, text: str) -> None:
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".gradcheck-", suffix=".tmp", dir=directory)
     try:
+        os.fchmod(fd, _mode_for(path))
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, path)
@@ -186,6 +214,17 @@ def write_atomic(path: str, text: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _mode_for(path: str) -> int:
+    """The mode ``open(path, "w")`` would give: an existing file's own, else 0o666 less the umask
+    (``mkstemp`` creates 0600, which CI artifact uploads and shared folders cannot read)."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def load_json(path: str) -> Report:

@@ -313,14 +313,23 @@ def _describe(exc: BaseException, script_code: types.CodeType | None) -> ScriptE
     else:
         file = line = None
         function = ""
-        tb = exc.__traceback__
-        while tb is not None:
-            file, line, function = (
-                tb.tb_frame.f_code.co_filename,
-                tb.tb_lineno,
-                tb.tb_frame.f_code.co_name,
-            )
-            tb = tb.tb_next
+        entry = _innermost_user_entry(exc.__traceback__)
+        if entry is not None:
+            file, line = entry.tb_frame.f_code.co_filename, entry.tb_lineno
+            function = entry.tb_frame.f_code.co_name
     # The file stays as Python named it: the CLI shows it relative to the restored cwd.
     site = ModelSite(file, line, function, "") if file and line else None
     return ScriptError(type(exc).__name__, str(exc), site)
+
+
+def _innermost_user_entry(tb: types.TracebackType | None) -> types.TracebackType | None:
+    """The innermost frame in the user's own code (the rule findings use), else the innermost."""
+    from gradcheck_cli.sites import is_user_file  # imports torch: only once the script ran
+
+    last = user = None
+    while tb is not None:
+        last = tb
+        if is_user_file(tb.tb_frame.f_code.co_filename):
+            user = tb
+        tb = tb.tb_next
+    return user or last

@@ -33,7 +33,7 @@ from gradcheck_cli.errors import GradcheckExit
 from gradcheck_cli.findings import FindingBook
 from gradcheck_cli.grad_reads import explain_grad_reads
 from gradcheck_cli.instruments import Instruments
-from gradcheck_cli.name_patterns import NamePatterns
+from gradcheck_cli.name_patterns import NamePatterns, in_model_order, named_tensors
 from gradcheck_cli.naming import Names, build_names, frame_namespaces
 from gradcheck_cli.sites import nearest_user_frame
 from gradcheck_cli.tracking import Tracker
@@ -290,6 +290,14 @@ class Session:
                 "find_unused_parameters=True to DistributedDataParallel."
             )
 
+    def _in_model_order(self, findings: list[m.Finding]) -> list[m.Finding]:
+        """Each finding's tensors as the model lists them (``weight, bias``)."""
+        if self._names is not None:
+            order = {n: i for i, n in enumerate(named_tensors(self._names))}
+            for f in findings:
+                f.parameters = in_model_order(f.parameters, order)
+        return findings
+
     def build_report(self, script: m.ScriptInfo) -> m.Report:
         self.zero_check.flush()
         return m.Report(
@@ -302,8 +310,8 @@ class Session:
             script=script,
             config=self.config.to_dict(),
             steps=list(self.steps),
-            findings=self.book.for_report(self.config.ignores),
-            notes=list(self.notes),
+            findings=self._in_model_order(self.book.for_report(self.config.ignores)),
+            notes=[*self.notes, *self.patterns.notes],
             internal_errors=[
                 *self.internal_errors,
                 *(f"in the op tracker: {e}" for e in self.tracker.errors),

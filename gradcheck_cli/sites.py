@@ -74,7 +74,8 @@ def display_path(filename: str) -> str:
         rel = os.path.relpath(filename)
     except ValueError:
         return filename
-    return filename if rel.startswith(os.pardir) else rel
+    # Outside the cwd: absolute, without the `/a/ws/../x` that CPython's __file__ joining leaves.
+    return os.path.normpath(filename) if rel.startswith(os.pardir) else rel
 
 
 @dataclass(frozen=True)

@@ -109,10 +109,10 @@ def test_verbose_lists_every_tensor(tmp_path: Path) -> None:
     (tmp_path / "train.py").write_text(WIDE_DETACH)
     short = gradcheck("run", "train.py", cwd=tmp_path)
     assert short.returncode == 1, short.stderr
-    assert "tensors:" not in short.stderr  # ten tensors: only their compact name
+    assert "tensors (10):" not in short.stderr  # ten tensors: only their compact name
     long = gradcheck("run", "--verbose", "train.py", cwd=tmp_path)
     lines = [line.strip() for line in long.stderr.splitlines()]
-    listed = next(line for line in lines if line.startswith("tensors:"))
+    listed = next(line for line in lines if line.startswith("tensors (10):"))
     assert "model.4.bias" in listed and listed.count(",") == 9
 
 

@@ -70,6 +70,7 @@ def test_defaults(here: Path) -> None:
         "zero_atol": 0.0,
         "fail_on": "error",
         "ignore": [],
+        "script": None,
     }
 
 
@@ -250,7 +251,7 @@ def test_cli_values_are_validated(here: Path) -> None:
         (
             "bogus: 1\n",
             "gradcheck.yaml:1:1: unknown key 'bogus' (known keys: expect, allow_none, "
-            "allow_zero, frozen, steps, stop_after, zero_atol, fail_on, ignore)",
+            "allow_zero, frozen, steps, stop_after, zero_atol, fail_on, ignore, script)",
         ),
         (
             "fail_on: error\nsteps: ten\n",

@@ -105,6 +105,7 @@ def _full_report() -> Report:
         internal_errors=["while checking: boom"],
         steps_seen=5,
         steps_checked=4,
+        outcome="findings",
     )
 
 

@@ -1,0 +1,61 @@
+"""``--help`` laid out as ruff's and pytest's are: a real usage line, options in sections.
+
+Typer's plain (non-rich) help lists every option in one block and shows an optional argument as
+``[script]``; the script is required (unless ``-m``), so the usage line says so.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from typer.core import TyperArgument, TyperCommand
+
+# Option (parameter name) -> section; options not listed go under "Other options".
+SECTIONS: dict[str, str] = {
+    "module": "What to run",
+    "config_path": "Configuration (wins over the config file)",
+    "steps": "Configuration (wins over the config file)",
+    "stop_after": "Configuration (wins over the config file)",
+    "expect": "Configuration (wins over the config file)",
+    "allow_none": "Configuration (wins over the config file)",
+    "allow_zero": "Configuration (wins over the config file)",
+    "frozen": "Configuration (wins over the config file)",
+    "ignore": "Configuration (wins over the config file)",
+    "zero_atol": "Configuration (wins over the config file)",
+    "fail_on": "Configuration (wins over the config file)",
+    "json_path": "Reports",
+    "sarif_path": "Reports",
+    "output_format": "Reports",
+    "quiet": "Reports",
+    "verbose": "Reports",
+    "no_color": "Reports",
+    "exit_zero": "Reports",
+    "output": "Output",
+    "force": "Output",
+}
+
+
+class SectionedCommand(TyperCommand):
+    """A command whose usage names the script as required and whose options come in sections."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        return ["[OPTIONS]", "SCRIPT [ARGS]...", "|", "-m MODULE [ARGS]..."]
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        arguments = [
+            (p.metavar or p.name or "", p.help or "")
+            for p in self.get_params(ctx)
+            if isinstance(p, TyperArgument)
+        ]
+        if arguments:
+            with formatter.section("Arguments"):
+                formatter.write_dl([*arguments, ("ARGS...", "Passed to the script untouched.")])
+        sections: dict[str, list[tuple[str, str]]] = {}
+        for param in self.get_params(ctx):
+            record = None if isinstance(param, TyperArgument) else param.get_help_record(ctx)
+            if record is not None:
+                title = SECTIONS.get(param.name or "", "Other options")
+                sections.setdefault(title, []).append(record)
+        for title, rows in sections.items():
+            with formatter.section(title):
+                formatter.write_dl(rows)
