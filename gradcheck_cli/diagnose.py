@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from gradcheck_cli.cutpath import cut_path
 from gradcheck_cli.naming import Names, attribute_site
 from gradcheck_cli.sites import CallSite, Site, is_user_file
 from gradcheck_cli.tracking import Cut, Tracker
@@ -104,6 +105,7 @@ class Raw:
     related: list[CallSite | Site] = field(default_factory=list)  # upstream lines behind the cause
     hint: str | None = None  # a fix more specific than the rule's
     earlier_steps: list[int] = field(default_factory=list)  # lost there too, explained only now
+    path: list[Any] = field(default_factory=list)  # the compact cut path (model.PathNode)
 
 
 @dataclass
@@ -213,7 +215,8 @@ def diagnose(ctx: Context) -> Result:
             continue
         cut = cut_of.get(id(t))
         if cut is not None:
-            add(cut.kind, cut.where, name, cut_message(cut), hint=cut_hint(cut))
+            path = cut_path(cut, t)
+            add(cut.kind, cut.where, name, cut_message(cut), hint=cut_hint(cut), path=path)
             continue
         module, attr = _owner(names, t)
         if module is not None and attr is not None:

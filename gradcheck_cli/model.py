@@ -5,6 +5,11 @@ version; bump it on any incompatible change and say what changed below.
 
 Format history:
   1 — first format: script, config, steps, findings (grouped by kind and site), summary.
+  1.1 — optional additions (``format_minor: 1``; a 1.0 report still loads and a 1.0 reader may
+        ignore them): ``findings[].path``, the compact cut path of a finding (the nodes between the
+        loss and the parameters: the cut or the op where the gradient died, the autograd nodes
+        behind it); ``environment.device``. Per-parameter norms and states per checked backward
+        were already in ``steps[].checked``.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 FORMAT = 1
+FORMAT_MINOR = 1  # optional additions within format 1 (see the history above)
 
 
 @dataclass
@@ -65,6 +71,24 @@ class Step:
 
 
 @dataclass
+class PathNode:
+    """One node of a finding's cut path, listed from the loss towards the parameters.
+
+    ``role``: ``cut`` (the line that cut the graph), ``op`` (the op where a gradient died),
+    ``node`` (an autograd node), ``collapsed`` (``label`` says how many nodes were left out).
+    The loss and the parameters at its two ends come from the step and the finding.
+    """
+
+    role: str
+    label: str
+    site: Site | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PathNode:
+        return cls(str(d["role"]), str(d["label"]), Site.from_dict(d.get("site")))
+
+
+@dataclass
 class Finding:
     id: str
     kind: str
@@ -78,6 +102,7 @@ class Finding:
     hint: str
     related: list[Site] = field(default_factory=list)  # upstream lines behind the cause
     ranks: list[int] = field(default_factory=list)  # distributed runs: the ranks it occurred on
+    path: list[PathNode] = field(default_factory=list)  # format 1.1: the compact cut path
 
     @property
     def key(self) -> tuple[str, str | None, int | None]:
@@ -120,6 +145,7 @@ class Report:
     steps_seen: int = 0  # backward calls seen
     steps_checked: int = 0
     format: int = FORMAT
+    format_minor: int = FORMAT_MINOR
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -140,6 +166,7 @@ class Report:
         d = asdict(self)
         order = [
             "format",
+            "format_minor",
             "tool",
             "environment",
             "script",
@@ -198,6 +225,8 @@ class Report:
                 related=[
                     s2 for s2 in (Site.from_dict(x) for x in f.get("related", [])) if s2 is not None
                 ],
+                ranks=list(f.get("ranks", [])),
+                path=[PathNode.from_dict(x) for x in f.get("path", [])],
             )
             for f in d.get("findings", [])
         ]
@@ -213,4 +242,5 @@ class Report:
             internal_errors=list(d.get("internal_errors", [])),
             steps_seen=summary.get("backward_calls", 0),
             steps_checked=summary.get("steps_checked", 0),
+            format_minor=int(d.get("format_minor", 0)),
         )

@@ -25,6 +25,7 @@ from torch import nn
 from gradcheck_cli import __version__, optim, zeros
 from gradcheck_cli import model as m
 from gradcheck_cli.config import Config, match_names, unmatched_error
+from gradcheck_cli.cutpath import zero_path
 from gradcheck_cli.diagnose import (
     Context,
     Raw,
@@ -113,6 +114,7 @@ class Session:
         # (name, "zero" | "none") -> what explained it at a probed step
         self._explained: dict[tuple[str, str], Raw] = {}
         self._last_checked = -1
+        self._devices: set[str] = set()  # where the checked losses lived (the report's header)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -421,6 +423,7 @@ class Session:
         loss_cuts = self.tracker.tags_of(tags)
         names = self._build_names()
         step = m.Step(index, api, _model_site(where), _loss_info(losses[0]) if losses else None)
+        self._devices.update(str(t.device) for t in losses[:1])
         # The probe hooks every node: always affordable on a small graph, otherwise only on demand.
         small = self.steps_checked == 1 and len(walk.nodes) <= _PROBE_FIRST_NODES
         probe = zeros.attach(walk) if (self._pending or small) else None
@@ -558,7 +561,17 @@ class Session:
         if c.zeroed is not None:
             message = message.replace("{operand}", f"`{names.name_of(c.zeroed) or 'a tensor'}`")
         related = [c.related] if c.related is not None else []
-        return Raw(c.kind, c.site, [name], message, grad_state=lost, related=related, hint=c.hint)
+        path = zero_path(c.node_name, c.site, names.module_name(c.module) if c.module else None)
+        return Raw(
+            c.kind,
+            c.site,
+            [name],
+            message,
+            grad_state=lost,
+            related=related,
+            hint=c.hint,
+            path=path,
+        )
 
     def _dead_units(
         self, attributor: zeros.Attributor, t: torch.Tensor, name: str, dead: float, names: Names
@@ -682,6 +695,7 @@ class Session:
                 message=raw.message,
                 hint=raw.hint or rule.hint,
                 related=[x for x in (_model_site(r) for r in raw.related) if x is not None],
+                path=list(raw.path),
             )
             self.findings[key] = finding
         for name in raw.names:
@@ -797,6 +811,10 @@ class Session:
             self._add(_unattributed(name, lost, why), index)
         self._pending.clear()
 
+    def _device(self) -> dict[str, str]:
+        """format 1.1: the device(s) of the checked losses, for the report's header."""
+        return {"device": ", ".join(sorted(self._devices))} if self._devices else {}
+
     def build_report(self, script: m.ScriptInfo) -> m.Report:
         self._flush_pending()
         return m.Report(
@@ -805,6 +823,7 @@ class Session:
                 "python": platform.python_version(),
                 "torch": torch.__version__,
                 "platform": platform.platform(),
+                **self._device(),
             },
             script=script,
             config=self.config.to_dict(),
