@@ -24,7 +24,6 @@ from gradcheck_cli import __version__
 from gradcheck_cli.errors import (
     EXIT_CLEAN,
     EXIT_FINDINGS,
-    EXIT_INTERNAL,
     EXIT_INTERRUPTED,
     EXIT_USAGE,
     CommandError,
@@ -114,6 +113,14 @@ def run(
     json_path: Annotated[
         str | None,
         Opt("--json", help="Write the JSON report (format 1) to this file.", show_default=False),
+    ] = None,
+    html_path: Annotated[
+        str | None,
+        Opt(
+            "--html",
+            help="Write a self-contained HTML report (gradient flow, findings, cut paths) to this file.",
+            show_default=False,
+        ),
     ] = None,
     sarif_path: Annotated[
         str | None,
@@ -235,6 +242,7 @@ def run(
         as_module,
         config,
         json_path=json_path,
+        html_path=html_path,
         sarif_path=sarif_path,
         github=github,
         quiet=quiet,
@@ -295,6 +303,30 @@ def init(
 
 
 @app.command()
+def show(
+    report_path: Annotated[
+        str, typer.Argument(help="A JSON report written by `gradcheck run --json`.")
+    ],
+    html_path: Annotated[
+        str | None,
+        Opt("--html", help="Write the HTML report to this file.", show_default=False),
+    ] = None,
+    quiet: Annotated[bool, Opt("--quiet", "-q", help="Print findings only.")] = False,
+    verbose: Annotated[
+        bool,
+        Opt("--verbose", "-v", help="Print every tensor name, full stacks and all info findings."),
+    ] = False,
+    no_color: Annotated[
+        bool, Opt("--no-color", help="No colors (NO_COLOR is honoured too).")
+    ] = False,
+) -> None:
+    """Print a saved JSON report as `run` printed it (no torch needed); --html writes its HTML page."""
+    from gradcheck_cli.show import show_report
+
+    raise typer.Exit(show_report(report_path, html_path, quiet, verbose, no_color))
+
+
+@app.command()
 def schema(
     which: Annotated[
         str, typer.Argument(help="report (the JSON report, format 1) or config (gradcheck.yaml).")
@@ -342,6 +374,7 @@ def execute(
     config: Any,
     *,
     json_path: str | None = None,
+    html_path: str | None = None,
     sarif_path: str | None = None,
     github: bool = False,
     quiet: bool = False,
@@ -406,6 +439,10 @@ def execute(
         report = distributed.merge({0: report, **parts}, world)
     if json_path:
         write_atomic(json_path, to_json(report))
+    if html_path:
+        from gradcheck_cli.html import render_html
+
+        write_atomic(html_path, render_html(report))
     if sarif_path:
         import json
 
@@ -425,16 +462,11 @@ def execute(
     if world > 1:
         sys.stderr.flush()
         distributed.cleanup(directory, world)  # releases the other ranks: they wait for this
-    if outcome.exit_code != 0:
-        return outcome.exit_code
-    failing = {"error": ("error",), "warning": ("error", "warning"), "never": ()}[config.fail_on]
-    if any(f.severity in failing for f in report.findings):
-        return EXIT_FINDINGS
-    return EXIT_INTERNAL if report.internal_errors else EXIT_CLEAN
+    return report.exit_status
 
 
 _VALUE_OPTIONS = {
-    "--config", "--json", "--sarif", "--format", "--steps", "--stop-after", "--expect", "--allow-none",
+    "--config", "--json", "--html", "--sarif", "--format", "--steps", "--stop-after", "--expect", "--allow-none",
     "--allow-zero", "--frozen", "--ignore", "--zero-atol", "--fail-on",
 }  # fmt: skip
 

@@ -48,7 +48,7 @@ def _chain(roots: list[Any], param: torch.Tensor) -> list[str]:
             while key is not None:
                 n, key = parent[key]
                 names.append(type(n).__name__)
-            return names[::-1]
+            return names[::-1][:-1]  # the AccumulateGrad itself: the parameter ends the path
         for nxt, _ in node.next_functions:
             if nxt is not None and id(nxt) not in parent:
                 parent[id(nxt)] = (nxt, id(node))

@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from gradcheck_cli.errors import EXIT_CLEAN, EXIT_FINDINGS, EXIT_INTERNAL
+
 FORMAT = 1
 FORMAT_MINOR = 1  # optional additions within format 1 (see the history above)
 
@@ -161,6 +163,17 @@ class Report:
             "backward_calls": self.steps_seen,
             "steps_checked": self.steps_checked,
         }
+
+    @property
+    def exit_status(self) -> int:
+        """gradcheck's exit status for this report (the CLI's contract, see errors.py)."""
+        if self.script.exit_code not in (0, None):
+            return int(self.script.exit_code)  # type: ignore[arg-type]
+        fail_on = self.config.get("fail_on", "error")
+        failing = {"error": ("error",), "warning": ("error", "warning")}.get(fail_on, ())
+        if any(f.severity in failing for f in self.findings):
+            return EXIT_FINDINGS
+        return EXIT_INTERNAL if self.internal_errors else EXIT_CLEAN
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -155,6 +155,10 @@ def render_console(
             )
         if len(info) > 5 and not verbose:
             console.print(f"[dim]  … {len(info) - 5} more (--verbose)[/]")
+    if verbose:
+        from gradcheck_cli.flow import render_flow_table
+
+        render_flow_table(report, console)
     _render_notes(report, console, quiet)
 
 
