@@ -429,3 +429,49 @@ def headless_dom(page: Path, tmp_path: Path) -> tuple[str, str]:
     )
     assert run.returncode == 0, run.stderr
     return run.stdout, run.stderr
+
+
+def test_every_state_has_its_mark() -> None:
+    """Built from the model alone: ok bars scale, none/zero/frozen each get their own mark."""
+    from gradcheck_cli.model import Checked, Finding, ScriptInfo, Site, Step
+
+    checked = [
+        Checked("model.a.weight", "ok", 1e-3),
+        Checked("model.a.bias", "ok", 1e-1),
+        Checked("model.b.weight", "none"),
+        Checked("model.b.bias", "zero", 0.0),
+        Checked("model.c.weight", "frozen"),
+    ]
+    site = Site("train.py", 7, "forward", "h = x.detach()")
+    finding = Finding(
+        "GC101", "detach", "error", "none", ["model.b.weight"], site, [site], [0], "cut", "fix"
+    )
+    report = Report(
+        tool={"name": "gradcheck", "version": "0"},
+        environment={"python": "3", "torch": "2"},
+        script=ScriptInfo("train.py", ["train.py"], 0),
+        config={},
+        steps=[Step(0, "Tensor.backward", None, None, checked)],
+        findings=[finding],
+        steps_seen=1,
+        steps_checked=1,
+    )
+    text = render_html(report)
+    page = Page(text)
+    rows = re.findall(
+        r'<a class="bar-row"[^>]*data-state="(\w+)".*?<rect class="(\w+)" width="([0-9.]+)"',
+        text,
+        re.S,
+    )
+    assert [(s, c) for s, c, _ in rows] == [
+        ("ok", "ok"),
+        ("ok", "ok"),
+        ("none", "none"),
+        ("zero", "zero"),
+        ("frozen", "frozen"),
+    ]
+    small, large = float(rows[0][2]), float(rows[1][2])
+    assert 0 < small < large <= 100  # 1e-3 shorter than 1e-1 on the log scale
+    assert [b.text.split()[-1] for b in page.bars["0"]] == ["0.001", "0.1", "detach", "0", "frozen"]
+    assert page.bars["0"][2].href == "#finding-0"
+    assert 'id="hatch"' in text
