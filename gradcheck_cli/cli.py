@@ -305,7 +305,10 @@ def init(
 @app.command()
 def show(
     report_path: Annotated[
-        str, typer.Argument(help="A JSON report written by `gradcheck run --json`.")
+        str,
+        typer.Argument(
+            metavar="REPORT.json", help="A JSON report written by `gradcheck run --json`."
+        ),
     ],
     html_path: Annotated[
         str | None,
