@@ -135,6 +135,7 @@ class BackwardCheck:
         record = m.Step(
             self.index, self.api, model_site(where), _loss_info(losses[0]) if losses else None
         )
+        session.devices.update(str(t.device) for t in losses[:1])
         # The probe hooks every node: always affordable on a small graph, otherwise only on demand.
         small = session.steps_checked == 1 and len(walk.nodes) <= _PROBE_FIRST_NODES
         probe = zeros.attach(walk) if (session.zero_check.pending or small) else None

@@ -136,6 +136,15 @@ def run(
             show_default=False,
         ),
     ] = None,
+    html_path: Annotated[
+        str | None,
+        Opt(
+            "--html",
+            metavar="PATH",
+            help="Write a self-contained HTML report (gradient flow, findings, cut paths) to this file.",
+            show_default=False,
+        ),
+    ] = None,
     sarif_path: Annotated[
         str | None,
         Opt(
@@ -279,6 +288,7 @@ def run(
         as_module,
         config,
         json_path=json_path,
+        html_path=html_path,
         sarif_path=sarif_path,
         github=github,
         quiet=quiet,
@@ -352,6 +362,35 @@ def init(
 
 
 @app.command()
+def show(
+    report_path: Annotated[
+        str,
+        typer.Argument(
+            metavar="REPORT.json", help="A JSON report written by `gradcheck run --json`."
+        ),
+    ],
+    html_path: Annotated[
+        str | None,
+        Opt(
+            "--html", metavar="PATH", help="Write the HTML report to this file.", show_default=False
+        ),
+    ] = None,
+    quiet: Annotated[bool, Opt("--quiet", "-q", help="Print findings only.")] = False,
+    verbose: Annotated[
+        bool,
+        Opt("--verbose", "-v", help="Print every tensor name, full stacks and all info findings."),
+    ] = False,
+    no_color: Annotated[
+        bool, Opt("--no-color", help="No colors (NO_COLOR is honoured too).")
+    ] = False,
+) -> None:
+    """Print a saved JSON report as `run` printed it (no torch needed); --html writes its HTML page."""
+    from gradcheck_cli.show import show_report
+
+    raise typer.Exit(show_report(report_path, html_path, quiet, verbose, no_color))
+
+
+@app.command()
 def schema(
     which: Annotated[
         str, typer.Argument(help="report (the JSON report, format 1) or config (gradcheck.yaml).")
@@ -405,6 +444,7 @@ def execute(
     config: Any,
     *,
     json_path: str | None = None,
+    html_path: str | None = None,
     sarif_path: str | None = None,
     github: bool = False,
     quiet: bool = False,
@@ -418,8 +458,13 @@ def execute(
     runner.prepare()  # bad input fails here, before torch is even imported
     from gradcheck_cli.outputs import check_outputs
 
-    check_outputs({"--json": json_path, "--sarif": sarif_path})
-    outputs = {"json_path": json_path, "sarif_path": sarif_path, "github": github}
+    check_outputs({"--json": json_path, "--html": html_path, "--sarif": sarif_path})
+    outputs = {
+        "json_path": json_path,
+        "html_path": html_path,
+        "sarif_path": sarif_path,
+        "github": github,
+    }
     shown = {"verbose": verbose, "quiet": quiet, "no_color": no_color}
     try:  # Ctrl-C while torch imports still gets its report (README: "also when interrupted")
         from gradcheck_cli import distributed
@@ -519,6 +564,7 @@ def _finish(
     stop: Any,
     *,
     json_path: str | None,
+    html_path: str | None,
     sarif_path: str | None,
     github: bool,
     verbose: bool,
@@ -543,7 +589,16 @@ def _finish(
 
         return json.dumps(render_sarif(report), indent=2) + "\n"
 
-    files = [("--json", json_path, lambda: to_json(report)), ("--sarif", sarif_path, sarif_text)]
+    def html_text() -> str:
+        from gradcheck_cli.html import render_html
+
+        return render_html(report)
+
+    files = [
+        ("--json", json_path, lambda: to_json(report)),
+        ("--html", html_path, html_text),
+        ("--sarif", sarif_path, sarif_text),
+    ]
     failed = write_all([(option, path, render) for option, path, render in files if path])
     if stop is not None:
         print(f"gradcheck: error: {stop.message}", file=sys.stderr)
@@ -559,7 +614,7 @@ def _finish(
 
 
 _VALUE_OPTIONS = {
-    "--config", "--json", "--sarif", "--format", "--steps", "--stop-after", "--expect", "--allow-none",
+    "--config", "--json", "--html", "--sarif", "--format", "--steps", "--stop-after", "--expect", "--allow-none",
     "--allow-zero", "--frozen", "--ignore", "--zero-atol", "--fail-on",
 }  # fmt: skip
 

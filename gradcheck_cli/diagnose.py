@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from gradcheck_cli.cutpath import cut_path
 from gradcheck_cli.findings import Raw, group_key
 from gradcheck_cli.graph import Walk, leaves_under
 from gradcheck_cli.naming import Names, attribute_site
@@ -152,7 +153,14 @@ def _why_missing(
         elif t.grad_fn is not None:
             add("non_leaf", ctx.tracker.made_from.get(t), name, "is not a leaf tensor")
         elif (cut := cut_of.get(id(t))) is not None:
-            add(cut.kind, cut.where, name, cut_message(cut), hint=cut_hint(cut))
+            add(
+                cut.kind,
+                cut.where,
+                name,
+                cut_message(cut),
+                hint=cut_hint(cut),
+                path=cut_path(cut, t),
+            )
         else:
             where, message, hint = _unused(ctx, t)
             add("unused_parameter", where, name, message, hint=hint)

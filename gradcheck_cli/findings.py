@@ -33,6 +33,7 @@ class Raw:
     related: list[CallSite | Site] = field(default_factory=list)  # upstream lines behind the cause
     hint: str | None = None  # a fix more specific than the rule's
     earlier_steps: list[int] = field(default_factory=list)  # lost there too, explained only now
+    path: list[Any] = field(default_factory=list)  # the compact cut path (model.PathNode)
 
 
 def model_site(where: CallSite | Site | None) -> m.Site | None:
@@ -93,6 +94,7 @@ class FindingBook:
                 message=raw.message,
                 hint=raw.hint or rule.hint,
                 related=[x for x in (model_site(r) for r in raw.related) if x is not None],
+                path=list(raw.path),
             )
         for name in raw.names:
             if name not in finding.parameters:

@@ -5,6 +5,11 @@ version; bump it on any incompatible change and say what changed below.
 
 Format history:
   1 — first format: script, config, steps, findings (grouped by kind and site), summary.
+  1.1 — optional additions (``format_minor: 1``; a 1.0 report still loads and a 1.0 reader may
+        ignore them): ``findings[].path``, the compact cut path of a finding (the nodes between the
+        loss and the parameters: the cut or the op where the gradient died, the autograd nodes
+        behind it); ``environment.device``. Per-parameter norms and states per checked backward
+        were already in ``steps[].checked``.
 """
 
 from __future__ import annotations
@@ -12,7 +17,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from gradcheck_cli.errors import EXIT_CLEAN, EXIT_FINDINGS, EXIT_INTERNAL
+
 FORMAT = 1
+FORMAT_MINOR = 1  # optional additions within format 1 (see the history above)
 
 
 @dataclass
@@ -78,6 +86,24 @@ class Step:
 
 
 @dataclass
+class PathNode:
+    """One node of a finding's cut path, listed from the loss towards the parameters.
+
+    ``role``: ``cut`` (the line that cut the graph), ``op`` (the op where a gradient died),
+    ``node`` (an autograd node), ``collapsed`` (``label`` says how many nodes were left out).
+    The loss and the parameters at its two ends come from the step and the finding.
+    """
+
+    role: str
+    label: str
+    site: Site | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PathNode:
+        return cls(str(d["role"]), str(d["label"]), Site.from_dict(d.get("site")))
+
+
+@dataclass
 class Finding:
     id: str
     kind: str
@@ -91,6 +117,7 @@ class Finding:
     hint: str
     related: list[Site] = field(default_factory=list)  # upstream lines behind the cause
     ranks: list[int] = field(default_factory=list)  # distributed runs: the ranks it occurred on
+    path: list[PathNode] = field(default_factory=list)  # format 1.1: the compact cut path
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Finding:
@@ -104,6 +131,7 @@ class Finding:
                 "steps": list(d.get("steps", [])),
                 "related": _sites(d.get("related", [])),
                 "ranks": list(d.get("ranks", [])),
+                "path": [PathNode.from_dict(x) for x in d.get("path", [])],
             }
         )
 
@@ -146,6 +174,7 @@ class Report:
     steps_checked: int = 0
     format: int = FORMAT
     outcome: str | None = None  # how the run ended: gradcheck_cli.outcome.OUTCOMES
+    format_minor: int = FORMAT_MINOR
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -163,10 +192,22 @@ class Report:
             **({"outcome": self.outcome} if self.outcome else {}),
         }
 
+    @property
+    def exit_status(self) -> int:
+        """gradcheck's exit status for this report (the CLI's contract, see errors.py)."""
+        if self.script.exit_code not in (0, None):
+            return int(self.script.exit_code)  # type: ignore[arg-type]
+        fail_on = self.config.get("fail_on", "error")
+        failing = {"error": ("error",), "warning": ("error", "warning")}.get(fail_on, ())
+        if any(f.severity in failing for f in self.findings):
+            return EXIT_FINDINGS
+        return EXIT_INTERNAL if self.internal_errors else EXIT_CLEAN
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         order = [
             "format",
+            "format_minor",
             "tool",
             "environment",
             "script",
@@ -222,4 +263,5 @@ class Report:
             steps_seen=summary.get("backward_calls", 0),
             steps_checked=summary.get("steps_checked", 0),
             outcome=summary.get("outcome"),
+            format_minor=int(d.get("format_minor", 0)),
         )

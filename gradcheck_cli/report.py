@@ -119,15 +119,6 @@ def _render_verbose_details(console: Console, f: Finding) -> None:
         )
 
 
-def _render_checked(report: Report, console: Console) -> None:
-    """--verbose: every tensor of the first checked backward() and its gradient state."""
-    if not report.steps or not report.steps[0].checked:
-        return
-    console.print(f"[dim]tensors checked at backward call {report.steps[0].index}:[/]")
-    for c in report.steps[0].checked:
-        console.print(f"[dim]  {escape(c.name)}: {c.state}[/]")
-
-
 def render_console(
     report: Report, console: Console, verbose: bool = False, quiet: bool = False
 ) -> None:
@@ -180,8 +171,10 @@ def render_console(
             )
         if len(info) > 5 and not verbose:
             console.print(f"[dim]  … {len(info) - 5} more (--verbose)[/]")
-    if verbose and not quiet:
-        _render_checked(report, console)
+    if verbose and not quiet:  # every tensor checked, with its state: the gradient-flow table
+        from gradcheck_cli.flow import render_flow_table
+
+        render_flow_table(report, console)
     _render_notes(report, console, quiet)
 
 

@@ -68,6 +68,7 @@ class Session:
         self._in_closure = False  # running the closure passed to optimizer.step()
         self.steps: list[m.Step] = []  # records of the first checked backward calls
         self.notes: list[str] = []
+        self.devices: set[str] = set()  # where the checked losses lived (the report's header)
         self._jit_noted = False
         self.internal_errors: list[str] = []
         self._stop_pending = False
@@ -306,6 +307,7 @@ class Session:
                 "python": platform.python_version(),
                 "torch": torch.__version__,
                 "platform": platform.platform(),
+                **({"device": ", ".join(sorted(self.devices))} if self.devices else {}),
             },
             script=script,
             config=self.config.to_dict(),

@@ -16,6 +16,7 @@ import torch
 
 from gradcheck_cli import model as m
 from gradcheck_cli import zeros
+from gradcheck_cli.cutpath import zero_path
 from gradcheck_cli.diagnose import Result
 from gradcheck_cli.findings import FindingBook, Raw, unattributed
 from gradcheck_cli.graph import Walk, stamp_of
@@ -117,7 +118,17 @@ class ZeroCheck:
         if c.zeroed is not None:
             message = message.replace("{operand}", f"`{names.name_of(c.zeroed) or 'a tensor'}`")
         related = [c.related] if c.related is not None else []
-        return Raw(c.kind, c.site, [name], message, grad_state=lost, related=related, hint=c.hint)
+        path = zero_path(c.node_name, c.site, names.module_name(c.module) if c.module else None)
+        return Raw(
+            c.kind,
+            c.site,
+            [name],
+            message,
+            grad_state=lost,
+            related=related,
+            hint=c.hint,
+            path=path,
+        )
 
     @staticmethod
     def _dead_units(

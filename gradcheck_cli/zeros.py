@@ -104,6 +104,7 @@ class Culprit:
     zeroed: torch.Tensor | None = None  # a tensor a `.data` write set to zero
     related: CallSite | None = None  # the upstream line that made it so (e.g. the bias init)
     hint: str | None = None
+    node_name: str = ""  # the autograd node where the gradient died (the report's cut path)
 
 
 def _parents(walk: Walk) -> dict[int, list[Any]]:
@@ -205,7 +206,14 @@ class Attributor:
                                 + type(node).__name__
                                 + ")"
                             )
-                            return Culprit("data_attr", where, None, msg, zeroed=v)
+                            return Culprit(
+                                "data_attr",
+                                where,
+                                None,
+                                msg,
+                                zeroed=v,
+                                node_name=type(node).__name__,
+                            )
                     else:
                         nxt.append(child)
             frontier = nxt
@@ -302,6 +310,7 @@ def _function_culprit(node: Any, fn_cls: type) -> Culprit:
         site,
         None,
         KINDS["function_returns_none"].message(function=fn_cls.__name__),
+        node_name=type(node).__name__,
     )
 
 
@@ -315,7 +324,7 @@ def describe(node: Any, empty: bool, shape: tuple[int, ...] | None = None) -> Cu
         message = KINDS["nondifferentiable_op"].message(
             "zero_derivative", op=_ZERO_DERIVATIVE[name], node=name
         )
-        return Culprit("nondifferentiable_op", site, module, message)
+        return Culprit("nondifferentiable_op", site, module, message, node_name=name)
     zero = KINDS["zero_grad_flow"]
     what = ""
     if empty:
@@ -336,7 +345,9 @@ def describe(node: Any, empty: bool, shape: tuple[int, ...] | None = None) -> Cu
         variant = "empty_mask"
     else:
         variant = "default"
-    return Culprit("zero_grad_flow", site, module, zero.message(variant, what=what, node=name))
+    return Culprit(
+        "zero_grad_flow", site, module, zero.message(variant, what=what, node=name), node_name=name
+    )
 
 
 def grad_norms(grads: list[torch.Tensor | None]) -> list[float | None]:

@@ -11,6 +11,7 @@ from gradcheck_cli.model import (
     Checked,
     Finding,
     LossInfo,
+    PathNode,
     Report,
     ScriptError,
     ScriptInfo,
@@ -77,7 +78,11 @@ def _full_report() -> Report:
     site = base.findings[0].site
     other = Site("lib.py", 7, "helper", "return x.detach()")
     finding = dataclasses.replace(
-        base.findings[0], severity="warning", related=[other], ranks=[0, 2]
+        base.findings[0],
+        severity="warning",
+        related=[other],
+        ranks=[0, 2],
+        path=[PathNode("cut", ".detach()", other), PathNode("collapsed", "3 nodes", site)],
     )
     step = Step(
         index=1,
@@ -113,7 +118,10 @@ def _defaults_left(obj: object, path: str = "report") -> list[str]:
     """Fields of ``obj`` (recursively) still at their default, empty or None."""
     left: list[str] = []
     for f in dataclasses.fields(obj):  # type: ignore[arg-type]
-        if f.name == "format":  # the format version: its default is the only value
+        if f.name in (
+            "format",
+            "format_minor",
+        ):  # the format version: its default is the only value
             continue
         value = getattr(obj, f.name)
         where = f"{path}.{f.name}"
