@@ -427,8 +427,7 @@ def execute(
         distributed.cleanup(directory, world)  # releases the other ranks: they wait for this
     if outcome.exit_code != 0:
         return outcome.exit_code
-    failing = {"error": ("error",), "warning": ("error", "warning"), "never": ()}[config.fail_on]
-    if any(f.severity in failing for f in report.findings):
+    if not report.ok:
         return EXIT_FINDINGS
     return EXIT_INTERNAL if report.internal_errors else EXIT_CLEAN
 
@@ -463,6 +462,10 @@ def _split_module_args(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: one clear line and exit 2 for gradcheck's own errors."""
+    if argv is None and sys.argv and sys.argv[0]:
+        from gradcheck_cli.sites import add_launcher
+
+        add_launcher(sys.argv[0])  # the console script's own frame is not the user's code
     argv = _split_module_args(list(sys.argv[1:] if argv is None else argv))
     command = typer.main.get_command(app)
     try:

@@ -9,6 +9,7 @@ Format history:
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -105,6 +106,14 @@ class ScriptInfo:
     stopped_early: bool = False
 
 
+# Which severities fail a run, for each ``fail_on`` value.
+FAIL_SEVERITIES: dict[str, tuple[str, ...]] = {
+    "error": ("error",),
+    "warning": ("error", "warning"),
+    "never": (),
+}
+
+
 @dataclass
 class Report:
     tool: dict[str, str]
@@ -120,6 +129,21 @@ class Report:
     steps_seen: int = 0  # backward calls seen
     steps_checked: int = 0
     format: int = FORMAT
+
+    @property
+    def failing(self) -> list[Finding]:
+        """The findings that fail the check under the config's ``fail_on``."""
+        severities = FAIL_SEVERITIES.get(self.config.get("fail_on", "error"), ("error",))
+        return [f for f in self.findings if f.severity in severities]
+
+    @property
+    def ok(self) -> bool:
+        """True when no finding fails the check (``fail_on``: error, warning or never)."""
+        return not self.failing
+
+    def to_json(self) -> str:
+        """The JSON report (format 1), as ``gradcheck run --json`` writes it."""
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
 
     @property
     def summary(self) -> dict[str, Any]:

@@ -79,6 +79,20 @@ def _model_stack(where: CallSite | Site | None) -> list[m.Site]:
     return [s] if s is not None else []
 
 
+# The sessions started and not yet stopped, innermost last (see ``active_session``).
+_ACTIVE: list[Session] = []
+
+
+def active_session() -> Session | None:
+    """The session instrumenting this process now, if any (``gradcheck run``, an outer ``watch``)."""
+    return next((s for s in reversed(_ACTIVE) if s.pid == os.getpid()), None)
+
+
+def _forget(session: Session) -> None:
+    if session in _ACTIVE:
+        _ACTIVE.remove(session)
+
+
 class Session:
     """One instrumented run. ``start()``/``stop()`` (or ``with``) install and restore everything."""
 
@@ -128,6 +142,7 @@ class Session:
         self._filter = warnings.filters[0]
         self.mode.__enter__()
         self._active = True
+        _ACTIVE.append(self)
         return self
 
     def _reattribute_warning(
@@ -157,6 +172,7 @@ class Session:
         if not self._active:
             return
         self._active = False
+        _forget(self)
         try:
             self._retire()
         finally:
