@@ -432,6 +432,23 @@ def execute(
     return EXIT_INTERNAL if report.internal_errors else EXIT_CLEAN
 
 
+@app.command()
+def rule(
+    name: Annotated[
+        str | None,
+        typer.Argument(help="A finding kind (detach) or rule id (GC101).", show_default=False),
+    ] = None,
+    no_color: Annotated[bool, Opt("--no-color", help="Plain text output.")] = False,
+) -> None:
+    """Explain a finding kind: what triggers it, an example, why it matters, the fix, how to allow it.
+
+    Without an argument: the table of all kinds.
+    """
+    from gradcheck_cli.ruledoc import print_rule
+
+    print_rule(name, no_color=no_color)
+
+
 _VALUE_OPTIONS = {
     "--config", "--json", "--sarif", "--format", "--steps", "--stop-after", "--expect", "--allow-none",
     "--allow-zero", "--frozen", "--ignore", "--zero-atol", "--fail-on",
