@@ -40,10 +40,12 @@ def report_text(report: m.Report, *, verbose: bool = False, width: int = 100) ->
     from gradcheck_cli.report import render_console
 
     buf = io.StringIO()
+    # force_jupyter=False: in a notebook rich would otherwise display each line, ignoring ``file``.
     console = Console(
         file=buf,
         width=width,
         force_terminal=False,
+        force_jupyter=False,
         color_system=None,
         no_color=True,
         soft_wrap=True,
@@ -122,7 +124,9 @@ def _show_in_notebook(report: m.Report, *, no_color: bool, verbose: bool) -> Non
     if no_color:
         html = f"<pre>{escape(text)}</pre>"
     else:
-        console = Console(file=io.StringIO(), record=True, width=100, force_jupyter=False)
+        console = Console(
+            file=io.StringIO(), record=True, width=100, force_jupyter=False, highlight=False
+        )
         render_console(report, console, verbose=verbose)
         html = console.export_html(inline_styles=True, code_format="<pre>{code}</pre>")
     # One output with both forms: the plain text carries no ANSI codes.
