@@ -3,12 +3,13 @@
 Public API (the CLI is a thin shell over it)::
 
     import gradcheck_cli
-    with gradcheck_cli.watch() as session:
+    with gradcheck_cli.watch() as gc:   # prints the report on exit
         train_one_step()
-    report = session.build_report(gradcheck_cli.ScriptInfo(path="<notebook>", argv=[]))
+    assert gc.report.ok
 
-``watch`` and ``Session`` import torch; they are loaded lazily so the report model and renderers
-stay importable without it.
+``@gradcheck_cli.check(...)`` is the decorator form; ``%load_ext gradcheck_cli`` gives the
+``%%gradcheck`` cell magic in Jupyter. ``Session`` imports torch; everything is loaded lazily so
+the report model and renderers stay importable without it.
 """
 
 from __future__ import annotations
@@ -17,11 +18,31 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["Config", "Report", "ScriptInfo", "Session", "__version__", "watch"]
+__all__ = [
+    "Config",
+    "GradcheckError",
+    "Report",
+    "ScriptInfo",
+    "Session",
+    "__version__",
+    "check",
+    "watch",
+]
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext gradcheck_cli``: registers the ``%%gradcheck`` cell magic."""
+    from gradcheck_cli.magic import register
+
+    register(ipython)
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("watch", "Session"):
+    if name in ("watch", "check", "GradcheckError"):
+        from gradcheck_cli import api
+
+        return getattr(api, name)
+    if name == "Session":
         from gradcheck_cli import session
 
         return getattr(session, name)

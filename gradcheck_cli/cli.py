@@ -613,6 +613,23 @@ def _finish(
     return EXIT_OUTPUT if failed else code
 
 
+@app.command()
+def rule(
+    name: Annotated[
+        str | None,
+        typer.Argument(help="A finding kind (detach) or rule id (GC101).", show_default=False),
+    ] = None,
+    no_color: Annotated[bool, Opt("--no-color", help="Plain text output.")] = False,
+) -> None:
+    """Explain a finding kind: what triggers it, an example, why it matters, the fix, how to allow it.
+
+    Without an argument: the table of all kinds.
+    """
+    from gradcheck_cli.ruledoc import print_rule
+
+    print_rule(name, no_color=no_color)
+
+
 _VALUE_OPTIONS = {
     "--config", "--json", "--html", "--sarif", "--format", "--steps", "--stop-after", "--expect", "--allow-none",
     "--allow-zero", "--frozen", "--ignore", "--zero-atol", "--fail-on",
@@ -643,6 +660,10 @@ def _split_module_args(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: one clear line and exit 2 for gradcheck's own errors."""
+    if argv is None and sys.argv and sys.argv[0]:
+        from gradcheck_cli.sites import add_launcher
+
+        add_launcher(sys.argv[0])  # the console script's own frame is not the user's code
     argv = _split_module_args(list(sys.argv[1:] if argv is None else argv))
     command = typer.main.get_command(app)
     try:

@@ -14,6 +14,7 @@ Format history:
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -158,6 +159,14 @@ class ScriptInfo:
     stopped_early: bool = False
 
 
+# Which severities fail a run, for each ``fail_on`` value.
+FAIL_SEVERITIES: dict[str, tuple[str, ...]] = {
+    "error": ("error",),
+    "warning": ("error", "warning"),
+    "never": (),
+}
+
+
 @dataclass
 class Report:
     tool: dict[str, str]
@@ -175,6 +184,21 @@ class Report:
     format: int = FORMAT
     outcome: str | None = None  # how the run ended: gradcheck_cli.outcome.OUTCOMES
     format_minor: int = FORMAT_MINOR
+
+    @property
+    def failing(self) -> list[Finding]:
+        """The findings that fail the check under the config's ``fail_on``."""
+        severities = FAIL_SEVERITIES.get(self.config.get("fail_on", "error"), ("error",))
+        return [f for f in self.findings if f.severity in severities]
+
+    @property
+    def ok(self) -> bool:
+        """True when no finding fails the check (``fail_on``: error, warning or never)."""
+        return not self.failing
+
+    def to_json(self) -> str:
+        """The JSON report (format 1), as ``gradcheck run --json`` writes it."""
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -197,9 +221,7 @@ class Report:
         """gradcheck's exit status for this report (the CLI's contract, see errors.py)."""
         if self.script.exit_code not in (0, None):
             return int(self.script.exit_code)  # type: ignore[arg-type]
-        fail_on = self.config.get("fail_on", "error")
-        failing = {"error": ("error",), "warning": ("error", "warning")}.get(fail_on, ())
-        if any(f.severity in failing for f in self.findings):
+        if self.failing:
             return EXIT_FINDINGS
         return EXIT_INTERNAL if self.internal_errors else EXIT_CLEAN
 

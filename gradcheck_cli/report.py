@@ -190,7 +190,7 @@ def _render_notes(report: Report, console: Console, quiet: bool) -> None:
 
 
 def to_json(report: Report) -> str:
-    return json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n"
+    return report.to_json()
 
 
 def write_atomic(path: str, text: str) -> None:

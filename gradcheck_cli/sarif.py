@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from gradcheck_cli.model import Finding, Report, Site
 from gradcheck_cli.report import compact_names
+from gradcheck_cli.ruledoc import rule_doc
 from gradcheck_cli.rules import RULES, Rule
 
 SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
@@ -104,15 +105,13 @@ def _fingerprint(f: Finding, root: str) -> str:
 
 def _rule_descriptor(rule: Rule) -> dict[str, Any]:
     title = rule.title[:1].upper() + rule.title[1:]
+    doc = rule_doc(rule.kind)  # the text `gradcheck rule KIND` prints
     return {
         "id": rule.id,
         "name": rule_name(rule.kind),
         "shortDescription": {"text": title},
         "fullDescription": {"text": f"{title} (gradcheck cause `{rule.kind}`)."},
-        "help": {
-            "text": f"{title}.\n\nFix: {rule.hint}",
-            "markdown": f"**{title}** (`{rule.kind}`)\n\n**Fix:** {rule.hint}",
-        },
+        "help": {"text": doc, "markdown": doc},
         "helpUri": INFORMATION_URI,
         "defaultConfiguration": {"level": LEVELS.get(rule.severity, "warning")},
         "properties": {"tags": [*_TAGS, rule.kind]},

@@ -44,6 +44,20 @@ _MAX_STEP_RECORDS = 20
 _DDP_REDUCTION = "Expected to have finished reduction in the prior iteration"
 
 
+# The sessions started and not yet stopped, innermost last (see ``active_session``).
+_ACTIVE: list[Session] = []
+
+
+def active_session() -> Session | None:
+    """The session instrumenting this process now, if any (``gradcheck run``, an outer ``watch``)."""
+    return next((s for s in reversed(_ACTIVE) if s.pid == os.getpid()), None)
+
+
+def _forget(session: Session) -> None:
+    if session in _ACTIVE:
+        _ACTIVE.remove(session)
+
+
 class Session:
     """One instrumented run. ``start()``/``stop()`` (or ``with``) install and restore everything."""
 
@@ -83,12 +97,14 @@ class Session:
         self.tracker.on_grad_cleared = self.optim.wiped
         self.tracker.stamp = self.config.in_check_window(0)  # the first checked backward call
         self._active = True
+        _ACTIVE.append(self)
         return self
 
     def stop(self) -> None:
         if not self._active:
             return
         self._active = False
+        _forget(self)
         try:
             self._retire()
         finally:

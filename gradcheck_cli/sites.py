@@ -40,12 +40,27 @@ def _library_roots() -> tuple[str, ...]:
 
 
 _LIBRARY_ROOTS = _library_roots()
-# The launcher that started us (the `gradcheck` console script in a venv's bin/) is not user code.
-_LAUNCHERS = {os.path.abspath(sys.argv[0])} if sys.argv and sys.argv[0] else set()
+# The `gradcheck` console script that started us is not user code. Only the CLI's entry point
+# registers it (``add_launcher``): in a plain ``python my_script.py`` that uses the API,
+# ``sys.argv[0]`` is the user's own script, and its frames are the ones to blame.
+_LAUNCHERS: set[str] = set()
 _BIN_DIRS = tuple(
     {os.path.join(os.path.abspath(p), "bin") + os.sep for p in (sys.prefix, sys.exec_prefix)}
 )
 _is_user_cache: dict[str, bool] = {}
+# Code names shown instead of a file name: a notebook cell's file -> "<cell 3>".
+_DISPLAY_NAMES: dict[str, str] = {}
+
+
+def add_launcher(path: str) -> None:
+    """Count ``path`` (the program that started gradcheck) as library code, not the user's."""
+    _LAUNCHERS.add(os.path.abspath(path))
+    _is_user_cache.clear()
+
+
+def set_display_name(filename: str, name: str) -> None:
+    """Show ``filename`` as ``name`` in reports (a notebook cell as ``<cell 3>``)."""
+    _DISPLAY_NAMES[filename] = name
 
 
 def is_user_file(filename: str) -> bool:
@@ -55,8 +70,8 @@ def is_user_file(filename: str) -> bool:
         return cached
     if filename.startswith("<"):
         # <frozen ...>, <string> from torch's codegen, <__array_function__ ...>: not the user's.
-        # Interactive/notebook cells (<stdin>, <ipython-input-...>) are.
-        result = filename.startswith(("<stdin>", "<ipython-input"))
+        # Interactive/notebook cells (<stdin>, <ipython-input-...>, <cell 3>) are.
+        result = filename.startswith(("<stdin>", "<ipython-input", "<cell "))
     elif "site-packages" in filename or "dist-packages" in filename:
         result = False
     else:
@@ -70,6 +85,9 @@ def is_user_file(filename: str) -> bool:
 
 def display_path(filename: str) -> str:
     """The path as the user would type it: relative to the cwd when under it."""
+    shown = _DISPLAY_NAMES.get(filename)
+    if shown is not None:
+        return shown
     try:
         rel = os.path.relpath(filename)
     except ValueError:
