@@ -209,12 +209,13 @@ class Watch:
         # Nested: only what the outer session found during this block, and without flushing the
         # outer session's pending attributions (they belong to its own report).
         session = self.session
-        pending, session._pending = session._pending, {}
+        zero_check = session.zero_check
+        pending, zero_check.pending = zero_check.pending, {}
         try:
             report = session.build_report(script)
         finally:
-            session._pending = pending
-        mine = {id(f) for f in list(session.findings.values())[self._first_finding :]}
+            zero_check.pending = pending
+        mine = {id(f) for f in list(session.findings)[self._first_finding :]}
         report.findings = [f for f in report.findings if id(f) in mine]
         report.steps = [s for s in report.steps if s.index >= self._first_call]
         report.steps_seen = session.backward_calls - self._first_call

@@ -661,7 +661,9 @@ def _split_module_args(argv: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: one clear line and exit 2 for gradcheck's own errors."""
     if argv is None and sys.argv and sys.argv[0]:
-        from gradcheck_cli.sites import add_launcher
+        from gradcheck_cli.launchers import (
+            add_launcher,  # no torch: Ctrl-C may come during its import
+        )
 
         add_launcher(sys.argv[0])  # the console script's own frame is not the user's code
     argv = _split_module_args(list(sys.argv[1:] if argv is None else argv))

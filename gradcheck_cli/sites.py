@@ -18,6 +18,8 @@ import types
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from gradcheck_cli.launchers import LAUNCHERS
+
 _GRADCHECK_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -43,7 +45,7 @@ _LIBRARY_ROOTS = _library_roots()
 # The `gradcheck` console script that started us is not user code. Only the CLI's entry point
 # registers it (``add_launcher``): in a plain ``python my_script.py`` that uses the API,
 # ``sys.argv[0]`` is the user's own script, and its frames are the ones to blame.
-_LAUNCHERS: set[str] = set()
+_LAUNCHERS = LAUNCHERS
 _BIN_DIRS = tuple(
     {os.path.join(os.path.abspath(p), "bin") + os.sep for p in (sys.prefix, sys.exec_prefix)}
 )
@@ -52,9 +54,8 @@ _is_user_cache: dict[str, bool] = {}
 _DISPLAY_NAMES: dict[str, str] = {}
 
 
-def add_launcher(path: str) -> None:
-    """Count ``path`` (the program that started gradcheck) as library code, not the user's."""
-    _LAUNCHERS.add(os.path.abspath(path))
+def forget_user_files() -> None:
+    """Drop the cached answers of ``is_user_file`` (the launchers changed)."""
     _is_user_cache.clear()
 
 
