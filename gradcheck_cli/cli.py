@@ -93,6 +93,13 @@ def _root(
 
 
 Opt = typer.Option
+# Shared by `run` and `show`: how the console report is printed.
+QuietOption = Annotated[bool, Opt("--quiet", "-q", help="Print findings only.")]
+VerboseOption = Annotated[
+    bool, Opt("--verbose", "-v", help="Print every tensor name, full stacks and all info findings.")
+]
+NoColorOption = Annotated[bool, Opt("--no-color", help="No colors (NO_COLOR is honoured too).")]
+
 _RUN_SETTINGS = {"allow_extra_args": True, "allow_interspersed_args": False}
 
 
@@ -244,14 +251,9 @@ def run(
             show_default=False,
         ),
     ] = None,
-    quiet: Annotated[bool, Opt("--quiet", "-q", help="Print findings only.")] = False,
-    verbose: Annotated[
-        bool,
-        Opt("--verbose", "-v", help="Print every tensor name, full stacks and all info findings."),
-    ] = False,
-    no_color: Annotated[
-        bool, Opt("--no-color", help="No colors (NO_COLOR is honoured too).")
-    ] = False,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
+    no_color: NoColorOption = False,
     exit_zero: Annotated[
         bool,
         Opt(
@@ -375,14 +377,9 @@ def show(
             "--html", metavar="PATH", help="Write the HTML report to this file.", show_default=False
         ),
     ] = None,
-    quiet: Annotated[bool, Opt("--quiet", "-q", help="Print findings only.")] = False,
-    verbose: Annotated[
-        bool,
-        Opt("--verbose", "-v", help="Print every tensor name, full stacks and all info findings."),
-    ] = False,
-    no_color: Annotated[
-        bool, Opt("--no-color", help="No colors (NO_COLOR is honoured too).")
-    ] = False,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
+    no_color: NoColorOption = False,
 ) -> None:
     """Print a saved JSON report as `run` printed it (no torch needed); --html writes its HTML page."""
     from gradcheck_cli.show import show_report
