@@ -15,11 +15,12 @@ import torch
 
 from gradcheck_cli import model as m
 from gradcheck_cli import zeros
-from gradcheck_cli.diagnose import Context, diagnose, not_differentiable_note
+from gradcheck_cli.diagnose import Context, diagnose, is_user_cut, not_differentiable_note
 from gradcheck_cli.findings import Raw, model_site
 from gradcheck_cli.graph import Walk, leaves_under, walk_graph
 from gradcheck_cli.name_patterns import named_tensors
 from gradcheck_cli.naming import Names
+from gradcheck_cli.rules import KINDS
 from gradcheck_cli.sites import CallSite, capture
 from gradcheck_cli.tracking import Cut
 
@@ -130,7 +131,7 @@ class BackwardCheck:
         tags: frozenset[int] = frozenset()
         for t in losses:
             tags |= session.tracker.tags.get(t) or frozenset()
-        loss_cuts = session.tracker.tags_of(tags)
+        loss_cuts = [c for c in session.tracker.tags_of(tags) if is_user_cut(c)]
         names = session.build_names()
         record = m.Step(
             self.index, self.api, model_site(where), _loss_info(losses[0]) if losses else None
@@ -153,12 +154,14 @@ class BackwardCheck:
             ran_modules=session.ran_modules(),
             optimizer_groups=session.optimizer_groups(p.names),
             explicit_inputs=p.inputs,
+            events=self._events(p),
         )
         resolved = session.patterns.resolve(p.names) if session.patterns.active else None
         tensors = named_tensors(p.names) if resolved else {}
         if resolved:
             ctx.expect_ids = {id(tensors[n]) for n in resolved["expect"] if n in tensors}
         result = diagnose(ctx)
+        session.expectations.after_backward(self.index, result, p.walk)
         if p.inputs is None:
             result.findings += session.zero_check.findings(
                 result, p.walk, p.probe, p.losses, p.names, p.record, not session.records_full
@@ -175,20 +178,38 @@ class BackwardCheck:
                 where = finding.site.display if finding.site else "unknown site"
                 exc.add_note(f"gradcheck: {', '.join(raw.names)}: {raw.message} ({where})")
 
+    def _events(self, p: PreparedCall) -> list[Cut]:
+        """This step's user cuts that did not tag the loss, nearest the loss (latest) first; a
+        value read from an earlier backward's graph (``loss.item()`` for logging) is not one."""
+        fed = {c.id for c in p.loss_cuts}
+        earlier = self.session.expectations.earlier_nodes
+        return [
+            c
+            for c in sorted(self.session.tracker.cuts.values(), key=lambda c: -c.id)
+            if c.id not in fed
+            and is_user_cut(c)
+            and not (c.roots and all(k in earlier for k in c.roots))
+        ]
+
     def _not_differentiable(self, exc: RuntimeError, p: PreparedCall) -> None:
         tracker = self.session.tracker
-        frozen_site = None
         if not p.loss_cuts:
-            frozen_site = next(
-                (
-                    site
-                    for root in p.names.roots
-                    for param in root.module.parameters()
-                    if (site := tracker.rg_off.get(param)) is not None
-                ),
-                None,
-            )
-        site, text = not_differentiable_note(p.loss_cuts, frozen_site)
+            frozen: dict[Any, list[str]] = {}
+            for root in p.names.roots:
+                for param in root.module.parameters():
+                    site = tracker.rg_off.get(param)
+                    name = p.names.name_of(param)
+                    if site is not None and name is not None:
+                        frozen.setdefault(site, []).append(name)
+            if frozen:  # everything the loss uses was frozen: the freeze is the cause
+                site, frozen_names = next(iter(frozen.items()))
+                text = KINDS["requires_grad_false"].message("loss_frozen")
+                raw = Raw("requires_grad_false", site, frozen_names, text, grad_state="raised")
+                finding = self.session.book.add(raw, self.index)
+                loc = f" at {finding.site.display}: `{finding.site.code}`" if finding.site else ""
+                exc.add_note(f"gradcheck: {text}{loc}")
+                return
+        site, text = not_differentiable_note(p.loss_cuts, None)
         cut_names: list[str] = []
         for cut in p.loss_cuts[:1]:
             for t in leaves_under(cut.roots.values()).values():

@@ -44,6 +44,28 @@ class Context:
     optimizer_groups: list[set[int]]
     explicit_inputs: list[torch.Tensor] | None = None
     expect_ids: set[int] = field(default_factory=set)  # tensors the config says must learn
+    # This step's other cut events (that did not tag the loss), nearest the loss first.
+    events: list[Cut] = field(default_factory=list)
+    _event_of: dict[int, Cut] | None = None
+
+    def event_of(self, key: int) -> Cut | None:
+        """The cut event nearest the loss whose input graph reached tensor ``key`` — how a value
+        that left through ``.item()`` or a re-wrap starved it, when no tag says so."""
+        if self._event_of is None:
+            self._event_of = {}
+            for cut in self.events:
+                for leaf in leaves_under(cut.roots.values()):
+                    self._event_of.setdefault(leaf, cut)
+        return self._event_of.get(key)
+
+
+@dataclass
+class Deferred:
+    """Tensors this backward did not expect, cut off from its loss: expected after all if an
+    optimizer that holds them steps before the next backward (a GAN's generator step)."""
+
+    ids: dict[int, str]  # tensor id -> name
+    raw: Raw
 
 
 @dataclass
@@ -52,6 +74,8 @@ class Result:
     checked: list[tuple[str, str, torch.Tensor | None]] = field(
         default_factory=list
     )  # (name, state, tensor)
+    explained: set[int] = field(default_factory=set)  # tensors a finding here explains
+    deferred: list[Deferred] = field(default_factory=list)
 
 
 def diagnose(ctx: Context) -> Result:
@@ -80,7 +104,15 @@ def diagnose(ctx: Context) -> Result:
     res.findings += frozen.values()
     res.findings += _why_missing(ctx, cut_of, missing)
     res.findings += _unregistered(ctx)
+    res.explained |= {id(t) for _, t in missing}
     return res
+
+
+def is_user_cut(cut: Cut) -> bool:
+    """A cut the user's own code made. One made inside torch or a framework (``state_dict()``,
+    ``nn.init``, an optimizer, an EMA update) is never the cause of a finding — except a reentrant
+    checkpoint segment's region, which stands for the user's code inside it."""
+    return not cut.where.library or _in_reentrant_checkpoint(cut)
 
 
 def _expected(
@@ -98,19 +130,24 @@ def _expected(
     for root in names.roots:
         params = list(root.module.named_parameters())
         in_graph = id(root.module) in reached_roots
-        cut_off = any(id(p) in cut_of for _, p in params)
+        cut_off = not in_graph and any(
+            id(p) in cut_of or ctx.event_of(id(p)) is not None for _, p in params
+        )
         named = any(id(p) in ctx.expect_ids for _, p in params)
         shares = not reached_roots or any(id(p) in shared for _, p in params)
         if not in_graph and not (cut_off and (shares or named)):
+            if cut_off:
+                _defer(ctx, cut_of, res, params)
             continue
         for _, p in params:
             qual = names.param_name.get(id(p))
             if qual is None:
                 continue
-            if p.requires_grad or id(p) in ctx.expect_ids:
+            if p.requires_grad or id(p) in ctx.expect_ids or ctx.tracker.frozen_held.get(p):
                 expected[id(p)] = (qual, p)
                 continue
             res.checked.append((qual, "frozen", None))
+            res.explained.add(id(p))
             froze = ctx.tracker.rg_off.get(p)
             if froze is not None:  # a freeze we saw: say so (a layer frozen by mistake)
                 raw = frozen.get(froze.site)
@@ -132,6 +169,20 @@ def _expected(
     return expected
 
 
+def _defer(
+    ctx: Context, cut_of: dict[int, Cut], res: Result, params: list[tuple[str, nn.Parameter]]
+) -> None:
+    """Findings-in-waiting for a root model cut off from this loss (see :class:`Deferred`)."""
+    waiting = [
+        (qual, p)
+        for _, p in params
+        if p.requires_grad and (qual := ctx.names.param_name.get(id(p))) is not None
+    ]
+    for raw in _why_missing(ctx, cut_of, waiting):
+        ids = {id(p): qual for qual, p in waiting if qual in raw.names}
+        res.deferred.append(Deferred(ids, raw))
+
+
 def _why_missing(
     ctx: Context, cut_of: dict[int, Cut], missing: list[tuple[str, torch.Tensor]]
 ) -> list[Raw]:
@@ -148,11 +199,13 @@ def _why_missing(
 
     for name, t in missing:
         if not t.requires_grad:
-            where = ctx.tracker.rg_off.get(t) or ctx.tracker.born.get(t)
-            add("requires_grad_false", where, name, "does not require grad")
+            tracker = ctx.tracker
+            where = tracker.rg_off.get(t) or tracker.born.get(t) or _assignment_site(ctx, t)
+            variant = "after_optimizer" if tracker.frozen_held.get(t) else "default"
+            add("requires_grad_false", where, name, KINDS["requires_grad_false"].message(variant))
         elif t.grad_fn is not None:
             add("non_leaf", ctx.tracker.made_from.get(t), name, "is not a leaf tensor")
-        elif (cut := cut_of.get(id(t))) is not None:
+        elif (cut := cut_of.get(id(t)) or ctx.event_of(id(t))) is not None:
             add(
                 cut.kind,
                 cut.where,
@@ -165,6 +218,15 @@ def _why_missing(
             where, message, hint = _unused(ctx, t)
             add("unused_parameter", where, name, message, hint=hint)
     return list(by_group.values())
+
+
+def _assignment_site(ctx: Context, t: torch.Tensor) -> Site | None:
+    """Where the module that owns parameter ``t`` assigned it (``nn.Parameter(...)`` in ``__init__``)."""
+    module, _ = _owner(ctx.names, t)
+    qual = ctx.names.param_name.get(id(t))
+    if module is None or qual is None:
+        return None
+    return attribute_site(module, qual.rsplit(".", 1)[-1], "__init__")
 
 
 def _unused(ctx: Context, t: torch.Tensor) -> tuple[CallSite | Site | None, str, str | None]:
@@ -317,11 +379,20 @@ def cut_message(cut: Cut) -> str:
     if entry.region is not None:
         return entry.message(region=entry.region)
     if kind in ("python_scalar_roundtrip", "numpy_roundtrip"):
+        if cut.origin is None:  # the escape itself (.item(), .numpy()), not its re-entry
+            return entry.message("escaped", op=_escape_call(cut.op))
         via = cut.origin.where.site if cut.origin is not None else None
         escape = cut.origin.op if cut.origin is not None else "a conversion"
         place = f" at {via.file.rsplit('/', 1)[-1]}:{via.line}" if via is not None else ""
         return entry.message(escape=escape, place=place, op=cut.op)
     return entry.message(op=cut.op) if entry.messages else kind
+
+
+def _escape_call(op: str) -> str:
+    name = op.rsplit(".", 1)[-1]
+    return {"__float__": "float(t)", "__int__": "int(t)", "__index__": "int(t)"}.get(
+        name, f".{name}()"
+    )
 
 
 def not_differentiable_note(

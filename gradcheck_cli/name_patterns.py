@@ -64,7 +64,7 @@ class NamePatterns:
         """``allow_none`` / ``allow_zero`` exceptions, and ``frozen`` tensors that still learn."""
         kept: list[Raw] = []
         for raw in findings:
-            if raw.kind == "requires_grad_false" and raw.severity == "info":
+            if raw.kind == "requires_grad_false":
                 raw.names = [n for n in raw.names if n not in resolved["frozen"]]
                 if raw.names:
                     kept.append(raw)

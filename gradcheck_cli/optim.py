@@ -69,6 +69,14 @@ class OptimizerWatch:
     def live(self) -> list[Watched]:
         return [w for w in self.optimizers if w.ref() is not None]
 
+    def holds(self, t: torch.Tensor) -> bool:
+        """Does a live optimizer hold tensor ``t``?"""
+        for w in self.live():
+            opt = w.ref()
+            if opt is not None and any(p is t for g in opt.param_groups for p in g["params"]):
+                return True
+        return False
+
     def after_backward(self, leaves: dict[int, torch.Tensor]) -> None:
         self.had_grad = {k for k, t in leaves.items() if t.grad is not None}
         self.wipe = None

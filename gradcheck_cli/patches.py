@@ -248,7 +248,7 @@ def _install_misc(engine: Engine, patches: PatchSet) -> None:
             where = capture()
             if where is not None:
                 for p in self.parameters():
-                    tr.rg_off.set(p, where)
+                    tr.note_freeze(p, where)
         else:
             for p in self.parameters():
                 tr.rg_off.discard(p)

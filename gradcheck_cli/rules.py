@@ -44,6 +44,11 @@ _ROUNDTRIP = (
     "no gradient flows back"
 )
 
+_ESCAPED = (
+    "`{op}` turned the value into {what} here: whatever was computed from it afterwards carries "
+    "no gradient back to these parameters"
+)
+
 
 KINDS: dict[str, Kind] = {
     r.kind: r
@@ -64,7 +69,10 @@ KINDS: dict[str, Kind] = {
              "Do not run parts of the training forward pass under torch.inference_mode(); it is for evaluation only.",
              messages={"default": _REGION}, region="inside `torch.inference_mode()`"),
         Kind("GC106", "requires_grad_false", "tensor does not require grad",
-             "Create it with requires_grad=True (or call .requires_grad_()), or stop freezing it here."),
+             "Create it with requires_grad=True (or call .requires_grad_()), or stop freezing it here.",
+             messages={"default": "does not require grad",
+                       "after_optimizer": "requires_grad was turned off here after an optimizer was built to train these tensors: they never learn",
+                       "loss_frozen": "requires_grad was turned off here for the parameters the loss uses, so the loss does not require grad and backward() raised"}),
         Kind("GC107", "non_leaf", "expected tensor is not a leaf",
              "Move/cast the tensor before enabling grad (e.g. torch.randn(..., device=d, dtype=t, requires_grad=True)) or wrap it in nn.Parameter, so the optimizer sees the leaf."),
         Kind("GC108", "rewrap_tensor", "tensor re-wrapped with torch.tensor()",
@@ -72,10 +80,12 @@ KINDS: dict[str, Kind] = {
              messages={"default": "`{op}(tensor)` copied the values into a new tensor with no history"}),
         Kind("GC109", "python_scalar_roundtrip", "value went through a Python number",
              "Keep the value as a tensor: use the tensor instead of .item()/.tolist()/float() and torch.tensor(...).",
-             messages={"default": _ROUNDTRIP.replace("{what}", "a Python number")}),
+             messages={"default": _ROUNDTRIP.replace("{what}", "a Python number"),
+                       "escaped": _ESCAPED.replace("{what}", "a Python number")}),
         Kind("GC110", "numpy_roundtrip", "value went through NumPy",
              "Do the computation with torch ops; NumPy arrays carry no gradient.",
-             messages={"default": _ROUNDTRIP.replace("{what}", "a NumPy array")}),
+             messages={"default": _ROUNDTRIP.replace("{what}", "a NumPy array"),
+                       "escaped": _ESCAPED.replace("{what}", "a NumPy array")}),
         Kind("GC111", "nondifferentiable_op", "non-differentiable operation on the gradient path",
              "Replace the hard operation (argmax, comparison, integer cast) with a differentiable relaxation (softmax, sigmoid, straight-through estimator).",
              messages={"default": "`{op}` has no gradient: its output does not depend differentiably on these parameters",

@@ -25,11 +25,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from gradcheck_cli import __version__, optim
+from gradcheck_cli import __version__, children, optim
 from gradcheck_cli import model as m
 from gradcheck_cli.backward_check import BackwardCheck
 from gradcheck_cli.config import Config
 from gradcheck_cli.errors import GradcheckExit
+from gradcheck_cli.expectation import Expectations
 from gradcheck_cli.findings import FindingBook
 from gradcheck_cli.grad_reads import explain_grad_reads
 from gradcheck_cli.instruments import Instruments
@@ -58,6 +59,23 @@ def _forget(session: Session) -> None:
         _ACTIVE.remove(session)
 
 
+def _after_fork_in_child() -> None:
+    """A forked worker (hogwild): the sessions of the parent become the child's own."""
+    for session in list(_ACTIVE):
+        if session._active and session.pid != os.getpid():
+            session._adopt_child()
+
+
+_fork_hook_installed = False
+
+
+def _install_fork_hook() -> None:
+    global _fork_hook_installed
+    if not _fork_hook_installed and hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_after_fork_in_child)
+        _fork_hook_installed = True
+
+
 class Session:
     """One instrumented run. ``start()``/``stop()`` (or ``with``) install and restore everything."""
 
@@ -69,7 +87,10 @@ class Session:
         self.book = FindingBook()
         self.patterns = NamePatterns(self.config)
         self.zero_check = ZeroCheck(self.tracker, self.book, self.config.zero_atol)
+        self.expectations = Expectations()
+        self.tracker.is_held = self.optim.holds
         self.pid = os.getpid()
+        self.parent_pid: int | None = None  # set in a forked worker
         self._active = False
         self._in_backward = False
         self._ran: dict[int, nn.Module] = {}  # modules run since the last checked backward call
@@ -98,7 +119,38 @@ class Session:
         self.tracker.stamp = self.config.in_check_window(0)  # the first checked backward call
         self._active = True
         _ACTIVE.append(self)
+        _install_fork_hook()
+        import multiprocessing.util
+
+        multiprocessing.util.register_after_fork(self, Session._worker_started)
         return self
+
+    def _adopt_child(self) -> None:
+        """Right after a fork, in the child: check its backward calls from its first on, and
+        leave a report for the parent when ``multiprocessing`` ends the child."""
+        self.parent_pid, self.pid = self.pid, os.getpid()
+        self.backward_calls = self.steps_checked = 0
+        self._last_checked = -1
+        self.steps = []
+        self.book = self.zero_check.book = FindingBook()
+        self.tracker.stamp = self.config.in_check_window(0)
+
+    def _worker_started(self) -> None:
+        """In a ``multiprocessing`` child, once its bootstrap has cleared the inherited
+        finalizers: write the child's report when it ends."""
+        import multiprocessing.util
+
+        if self.parent_pid is not None:
+            multiprocessing.util.Finalize(None, self._child_done, exitpriority=100)
+
+    def _child_done(self) -> None:
+        try:
+            self.stop()
+            if self.backward_calls:
+                script = m.ScriptInfo(path="<worker process>", argv=[], exit_code=None)
+                children.write(self.build_report(script), self.parent_pid)
+        except Exception:
+            pass  # a worker's exit must never fail because of us
 
     def stop(self) -> None:
         if not self._active:
@@ -198,13 +250,17 @@ class Session:
         if not self._active or self._in_backward or os.getpid() != self.pid:
             return None
         last = self.backward_calls - 1
+        self.zero_check.stepped.update(
+            id(p) for g in optimizer.param_groups for p in g["params"] if p.grad is not None
+        )
         if self.config.in_check_window(max(last, 0)):
             with self.guard("checking optimizer.step()"):
                 names = self._names or self.build_names()
-                for raw in self.optim.check_step(
+                raws = self.optim.check_step(
                     optimizer, names, self.tracker.rg_off, closure=closure is not None
-                ):
-                    self.book.add(raw, last)
+                )
+                for raw, index in self.expectations.at_step(optimizer, raws, names):
+                    self.book.add(raw, index if index >= 0 else last)
         if self._stop_pending:
             self._stop()
         if self.tracker.suspended:
@@ -317,7 +373,7 @@ class Session:
 
     def build_report(self, script: m.ScriptInfo) -> m.Report:
         self.zero_check.flush()
-        return m.Report(
+        report = m.Report(
             tool={"name": "gradcheck", "version": __version__},
             environment={
                 "python": platform.python_version(),
@@ -337,6 +393,7 @@ class Session:
             steps_seen=self.backward_calls,
             steps_checked=self.steps_checked,
         )
+        return children.merge(report, children.collect(self.pid))
 
 
 _FAULT_ENV = "GRADCHECK_TEST_FAULT"

@@ -17,6 +17,7 @@ memory does not grow with the step count.
 from __future__ import annotations
 
 import os
+import re
 import threading
 import weakref
 from collections.abc import Callable
@@ -149,6 +150,12 @@ class Tracker:
         self.data_views = IdTable()  # tensor returned by `.data` -> the tensor sharing its storage
         self.data_written = IdTable()  # tensor -> CallSite of the last `.data` write by user code
         self.param_writes = IdTable()  # parameter -> CallSite of the last in-place write (an init)
+        # grad_fn of a non-leaf tensor overwritten through `.data` -> (node, CallSite of the write)
+        self.written_nodes: dict[int, tuple[Any, CallSite]] = {}
+        self.frozen_held = (
+            IdTable()
+        )  # tensors frozen while an optimizer already held them (-> True)
+        self.is_held: Callable[[Tensor], bool] | None = None  # does an optimizer hold this tensor?
         self.errors: list[str] = []  # our own failures, reported as notes (never raised)
         self.on_grad_cleared: Callable[[], None] | None = None  # `p.grad = None` by user code
         self.cuts: dict[int, Cut] = {}
@@ -221,6 +228,13 @@ class Tracker:
             kind = "no_grad"
         return self.cut_at(kind, region.where, "region")
 
+    def note_freeze(self, t: Tensor, where: CallSite) -> None:
+        """``requires_grad`` of ``t`` turned off at ``where`` (remembering whether an optimizer
+        already held it: a freeze after the optimizer was built to train it)."""
+        self.rg_off.set(t, where)
+        if self.is_held is not None and self.is_held(t):
+            self.frozen_held.set(t, True)
+
     def internal_error(self, e: Exception) -> None:
         if len(self.errors) < 5:
             self.errors.append(f"{type(e).__name__}: {e}")
@@ -236,6 +250,7 @@ class Tracker:
         self._cut_by_key.clear()
         self.float_escapes.clear()
         self.array_escapes.clear()
+        self.written_nodes.clear()
 
     def remember_float(self, value: object, cut: Cut) -> None:
         esc = self.float_escapes
@@ -612,8 +627,10 @@ def _data_get(
 ) -> None:
     _data_cut(tr, func, args, kwargs, out, src_rg)
     src = args[0] if args else None
-    if src_rg and isinstance(src, Tensor) and grad_fn_of(src) is None and isinstance(out, Tensor):
-        tr.data_views.set(out, src)  # an in-place op on the view writes the parameter
+    if src_rg and isinstance(src, Tensor) and isinstance(out, Tensor):
+        # An in-place op on the view writes the parameter, or an op's saved output behind
+        # autograd's back (``torch.sigmoid(h).data.fill_(1)``).
+        tr.data_views.set(out, src)
 
 
 def _data_set(
@@ -639,6 +656,9 @@ def _note_data_write(tr: Tracker, owner: Tensor) -> None:
     where = capture()
     if where is not None and not where.library:  # Module.to() & co. write .data too
         tr.data_written.set(owner, where)
+        node = grad_fn_of(owner)
+        if node is not None and len(tr.written_nodes) < _MAX_ESCAPES:
+            tr.written_nodes[id(node)] = (node, where)
 
 
 def _requires_grad_set(
@@ -655,7 +675,10 @@ def _requires_grad_set(
     elif tr.rg_off.get(t) is None:
         where = capture()
         if where is not None:
-            tr.rg_off.set(t, where)
+            tr.note_freeze(t, where)
+
+
+_LEGACY_CONSTRUCTOR = re.compile(r"\b(Float|Double|Half|Long|Int|)Tensor\(\s*\[")
 
 
 def _escape(kind: str) -> Handler:
@@ -678,7 +701,11 @@ def _escape(kind: str) -> Handler:
         where = capture()
         if where is None:
             return
-        cut = tr.cut_at(kind, where, _op_name(func))
+        this_kind, op = kind, _op_name(func)
+        if func is not TB.item and (legacy := _LEGACY_CONSTRUCTOR.search(where.site.code)):
+            # ``torch.Tensor([t1, t2])`` calls ``__float__`` on each element from C: a re-wrap.
+            this_kind, op = "rewrap_tensor", "torch." + legacy.group(0)[:-2].strip()
+        cut = tr.cut_at(this_kind, where, op)
         if src_rg:
             cut.add_roots([src])
         for up in upstream:  # e.g. .detach().numpy(): the detach's roots travel with the array
@@ -706,13 +733,20 @@ def _factory(
         if func is TB.new_tensor and len(args) > 1
         else (args[0] if args else kwargs.get("data"))
     )
-    if isinstance(data, Tensor):
-        tags = tr.tags.get(data)
-        if data.requires_grad:
+    held = [data] if isinstance(data, Tensor) else _tensors_in(data)
+    if held:
+        # ``torch.tensor(t)``, ``torch.as_tensor((q_a, q_b))``, ``torch.tensor([f(x) for x in xs])``
+        tags: frozenset[int] | None = None
+        for t in held:
+            up = tr.tags.get(t)
+            if up:
+                tags = up if tags is None else tags | up
+        grad_inputs = [t for t in held if t.requires_grad]
+        if grad_inputs:
             where = capture()
             if where is not None:
                 cut = tr.cut_at("rewrap_tensor", where, _op_name(func))
-                cut.add_roots([data])
+                cut.add_roots(grad_inputs)
                 tags = frozenset((cut.id,)) if tags is None else tags | {cut.id}
         if tags:
             tr.tag_outputs(out, tags)
@@ -726,6 +760,19 @@ def _factory(
             tr.tag_outputs(out, frozenset((cut.id,)))
     if func is not TB.new_tensor:
         _note_birth(tr, out)
+
+
+def _tensors_in(data: Any, depth: int = 0) -> list[Tensor]:
+    """The tensors inside a (nested) list or tuple handed to a tensor factory."""
+    if type(data) not in (list, tuple) or depth > 3:
+        return []
+    found: list[Tensor] = []
+    for item in data[:4096]:
+        if isinstance(item, Tensor):
+            found.append(item)
+        elif type(item) in (list, tuple):
+            found += _tensors_in(item, depth + 1)
+    return found
 
 
 def _grad_set(

@@ -10,6 +10,7 @@ schedule and what each probed loss was explained by.
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any
 
 import torch
@@ -33,6 +34,7 @@ class ZeroCheck:
         self.pending: dict[str, tuple[str, int]] = {}
         # (name, "zero" | "none") -> what explained it at a probed backward call
         self._explained: dict[tuple[str, str], Raw] = {}
+        self.stepped: set[int] = set()  # tensors an optimizer step has updated
 
     def findings(
         self,
@@ -52,7 +54,9 @@ class ZeroCheck:
             nonlocal attributor
             if attributor is None:
                 starts = [x.grad_fn for x in losses]
-                attributor = zeros.Attributor(walk, probe or zeros.Probe(), starts, self.tracker)
+                attributor = zeros.Attributor(
+                    walk, probe or zeros.Probe(), starts, self.tracker, self.stepped
+                )
             return attributor
 
         grads = [
@@ -107,7 +111,8 @@ class ZeroCheck:
             if culprit is not None
             else unattributed(name, lost, "no single op on its path could be identified")
         )
-        self._explained[(name, lost)] = dataclasses.replace(raw, names=[name], earlier_steps=[])
+        if raw.severity != "info":  # an expected zero is looked at again (it must not persist)
+            self._explained[(name, lost)] = dataclasses.replace(raw, names=[name], earlier_steps=[])
         pending = self.pending.pop(name, None)
         if pending is not None and pending[0] == lost:
             raw.earlier_steps.append(pending[1])
@@ -116,7 +121,10 @@ class ZeroCheck:
     def _culprit_raw(self, c: zeros.Culprit, name: str, names: Names, lost: str) -> Raw:
         message = _with_module(c.message, c.module, names)
         if c.zeroed is not None:
-            message = message.replace("{operand}", f"`{names.name_of(c.zeroed) or 'a tensor'}`")
+            operand = names.name_of(c.zeroed) or "a tensor"
+            if c.severity == "info":  # one line for every layer's copy (`h.*.lora_B.weight`)
+                operand = re.sub(r"\.\d+\.", ".*.", operand)
+            message = message.replace("{operand}", f"`{operand}`")
         related = [c.related] if c.related is not None else []
         path = zero_path(c.node_name, c.site, names.module_name(c.module) if c.module else None)
         return Raw(
@@ -128,6 +136,7 @@ class ZeroCheck:
             related=related,
             hint=c.hint,
             path=path,
+            severity=c.severity,
         )
 
     @staticmethod

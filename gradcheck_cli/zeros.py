@@ -105,6 +105,7 @@ class Culprit:
     related: CallSite | None = None  # the upstream line that made it so (e.g. the bias init)
     hint: str | None = None
     node_name: str = ""  # the autograd node where the gradient died (the report's cut path)
+    severity: str | None = None  # info: a zero that is expected at the start (see _zero_weight)
 
 
 def _parents(walk: Walk) -> dict[int, list[Any]]:
@@ -119,10 +120,22 @@ def _parents(walk: Walk) -> dict[int, list[Any]]:
 class Attributor:
     """Finds culprits for zero parameters of one backward (graph indexes built once)."""
 
-    def __init__(self, walk: Walk, probe: Probe, starts: list[Any], tracker: Any = None) -> None:
+    def __init__(
+        self,
+        walk: Walk,
+        probe: Probe,
+        starts: list[Any],
+        tracker: Any = None,
+        stepped: set[int] | None = None,
+    ) -> None:
         self.walk = walk
         self.data_written = tracker.data_written if tracker is not None else None
         self.param_writes = tracker.param_writes if tracker is not None else None
+        self.stepped = stepped if stepped is not None else set()  # tensors an optimizer updated
+        # Non-leaf tensors the user overwrote through `.data`, by the node that made them.
+        self.written_nodes: dict[int, tuple[Any, CallSite]] = (
+            tracker.written_nodes if tracker is not None else {}
+        )
         self.related: CallSite | None = None
         self.probe = probe
         self.starts = [s for s in starts if s is not None]
@@ -169,6 +182,12 @@ class Attributor:
                     not (i < len(sent) and sent[i] is not None and sent[i][0]) for i, _ in edges
                 )
             ):
+                written = self._written_output(node)
+                if written is not None:
+                    return written
+                zero_weight = self._zero_weight(node)
+                if zero_weight is not None:
+                    return zero_weight
                 dead_input = self._dead_relu_input(node)
                 if dead_input is not None:
                     # A layer whose input is a dead ReLU's output gets a zero weight gradient: the
@@ -184,6 +203,58 @@ class Attributor:
             for _, child in edges:
                 if id(child) not in seen:
                     queue.append(child)
+        return None
+
+    def _written_output(self, node: Any) -> Culprit | None:
+        """``node`` (or an op feeding it) computes from a tensor the user overwrote through
+        ``.data``: sigmoid, tanh, exp and softmax save their output for the backward."""
+        if not self.written_nodes:
+            return None
+        for n in _near(node):
+            hit = self.written_nodes.get(id(n))
+            if hit is not None:
+                maker, where = hit
+                op = type(maker).__name__
+                message = (
+                    f"`.data` overwrote the output of `{op.removesuffix('Backward0')}` behind "
+                    f"autograd's back; the backward ({op}) computes from the overwritten values, "
+                    "so it passed an all-zero gradient toward these parameters"
+                )
+                return Culprit("data_attr", where, None, message, node_name=op)
+        return None
+
+    def _zero_weight(self, node: Any) -> Culprit | None:
+        """A parameter that is exactly zero, multiplied in by ``node``, that got a gradient
+        itself: the gradient upstream is zero until it moves (LoRA's ``lora_B``, a zero-initialised
+        last BatchNorm weight, adaLN-Zero). Expected before its first update (info); after one,
+        the zero is re-made somewhere and is a finding."""
+        for child in _near(node):
+            v = getattr(child, "variable", None)
+            if (
+                isinstance(v, torch.Tensor)
+                and id(v) not in self.stepped
+                and v.numel()
+                and not bool(v.detach().any())
+                and v.grad is not None
+                and bool(v.grad.detach().any())
+            ):
+                where = None
+                for table in (self.param_writes, self.data_written):
+                    where = where or (table.get(v) if table is not None else None)
+                message = (
+                    "upstream gradients are zero until {operand} moves: it is exactly zero "
+                    "(zero-initialised) and gets a gradient itself, so these tensors learn from its "
+                    "first update on (by design in LoRA, zero-initialised residual branches)"
+                )
+                return Culprit(
+                    "zero_grad_flow",
+                    where,
+                    None,
+                    message,
+                    zeroed=v,
+                    node_name=type(node).__name__,
+                    severity="info",
+                )
         return None
 
     def _zeroed_operand(self, node: Any) -> Culprit | None:
@@ -280,6 +351,36 @@ class Attributor:
                     nxt.append(parent)
             frontier = nxt
         return None
+
+
+_PASS_THROUGH = (
+    "TBackward",
+    "ViewBackward",
+    "ExpandBackward",
+    "UnsqueezeBackward",
+    "ReshapeAliasBackward",
+    "PermuteBackward",
+    "TransposeBackward",
+    "UnsafeViewBackward",
+    "ToCopyBackward",
+)
+
+
+def _near(node: Any) -> list[Any]:
+    """``node``, its inputs' nodes, and theirs through shape-only ops (``t()``, views)."""
+    found = [node]
+    frontier = [node]
+    for _ in range(3):
+        nxt = []
+        for n in frontier:
+            for child, _ in getattr(n, "next_functions", ()):
+                if child is None:
+                    continue
+                found.append(child)
+                if type(child).__name__.startswith(_PASS_THROUGH):
+                    nxt.append(child)
+        frontier = nxt
+    return found
 
 
 def _function_culprit(node: Any, fn_cls: type) -> Culprit:

@@ -1,10 +1,13 @@
-"""Trains a two-layer Tanh MLP classifier with SGD after a "custom" re-initialisation.
+"""Trains a two-layer Tanh MLP classifier with SGD and "prunes" the output layer after each step.
 
-Bug: right after building the model the script zeroes the output layer in place,
-``model.fc2.weight.data.zero_()``. With ``fc2.weight`` all zero, no gradient reaches the
-hidden layer: ``model.fc1.weight`` and ``model.fc1.bias`` get all-zero gradients (the
-``.data`` write also bypasses autograd, so nothing warns). Fix: keep the default
-initialisation, or use ``nn.init`` on a layer that is not needed to carry the gradient.
+Bug: the pruning keeps only weights above a threshold, ``model.fc2.weight.data.mul_(keep)``,
+but the threshold is larger than every weight, so the mask is all zero and the output layer is
+reset to zero after every update. With ``fc2.weight`` all zero, no gradient reaches the hidden
+layer: ``model.fc1.weight`` and ``model.fc1.bias`` get all-zero gradients at every step (the
+``.data`` write also bypasses autograd, so nothing warns). A layer zero-initialised once is
+fine — it moves at its first update and the layers before it learn from then on; this one is
+zeroed again after each update. Fix: compare against a threshold on the weights' scale
+(e.g. a quantile of ``|w|``), or prune with ``torch.nn.utils.prune``.
 """
 
 # gradcheck-expect: data_attr model.fc1.weight model.fc1.bias
@@ -31,7 +34,6 @@ def main():
     y = torch.randint(0, 4, (128,))
 
     model = MLP()
-    model.fc2.weight.data.zero_()  # <- BUG
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     criterion = nn.CrossEntropyLoss()
 
@@ -40,6 +42,8 @@ def main():
         loss = criterion(model(x), y)
         loss.backward()
         optimizer.step()
+        keep = (model.fc2.weight.abs() > 1.0).float()  # threshold above every weight
+        model.fc2.weight.data.mul_(keep)  # <- BUG
         print(f"step {step}: loss {loss.item():.4f}")
 
 

@@ -1,0 +1,62 @@
+"""What a checked backward call leaves for the optimizer steps after it.
+
+A parameter is expected at a backward when its loss reaches it, when its root model takes part
+in the loss, or when an optimizer that holds it steps after this backward (before the next
+one). The last rule can only be decided at ``step()``: a GAN's generator cut off from
+``errG`` by ``netD(fake.detach())`` is a bug when ``optimizerG.step()`` follows, while the same
+detach in the discriminator step (where ``optimizerD`` steps) is correct. The diagnosis hands
+over such findings-in-waiting (:class:`~gradcheck_cli.diagnose.Deferred`); ``at_step`` turns
+them into findings, and folds ``step_without_grad`` into the finding that already explains it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+import torch
+
+from gradcheck_cli.findings import Raw
+
+if TYPE_CHECKING:
+    from gradcheck_cli.diagnose import Deferred, Result
+    from gradcheck_cli.graph import Walk
+    from gradcheck_cli.naming import Names
+
+
+class Expectations:
+    def __init__(self) -> None:
+        self.index = -1  # the last checked backward call
+        self.deferred: list[Deferred] = []
+        self.explained: set[int] = set()  # tensors a finding of that call already explains
+        # Graph nodes of the last checked backward: a value read from them afterwards (logging
+        # ``loss.item()``) belongs to that step, not to the next loss.
+        self.earlier_nodes: set[int] = set()
+
+    def after_backward(self, index: int, result: Result, walk: Walk) -> None:
+        self.index = index
+        self.deferred = result.deferred
+        self.explained = result.explained
+        self.earlier_nodes = set(walk.nodes)
+
+    def at_step(
+        self, optimizer: torch.optim.Optimizer, raws: list[Raw], names: Names
+    ) -> list[tuple[Raw, int]]:
+        """``step()``'s findings, each with the backward call it belongs to."""
+        params = [p for g in optimizer.param_groups for p in g["params"]]
+        missing = {id(p) for p in params if p.grad is None}
+        found: list[tuple[Raw, int]] = []
+        covered = set(self.explained)
+        for d in self.deferred:
+            hit = [name for key, name in d.ids.items() if key in missing]
+            if hit:
+                found.append((dataclasses.replace(d.raw, names=hit), self.index))
+                covered |= set(d.ids)
+        known = {n for p in params if id(p) in covered and (n := names.name_of(p)) is not None}
+        for raw in raws:
+            if raw.kind == "step_without_grad" and known:
+                raw.names = [n for n in raw.names if n not in known]
+                if not raw.names:
+                    continue  # the finding of the backward already names its cause
+            found.append((raw, self.index))
+        return found
