@@ -113,6 +113,11 @@ class Cut:
             if len(roots) >= _MAX_ROOTS:
                 return
             node = grad_fn_of(t)
+            if node is None:
+                # A view made under no_grad (``cls_token.expand(...)``) requires grad but has no
+                # grad_fn: what was cut off is the tensor it views.
+                while t._is_view() and t._base is not None:
+                    t = t._base
             obj = node if node is not None else t
             roots.setdefault(id(obj), obj)
 
@@ -152,6 +157,7 @@ class Tracker:
         self.param_writes = IdTable()  # parameter -> CallSite of the last in-place write (an init)
         # grad_fn of a non-leaf tensor overwritten through `.data` -> (node, CallSite of the write)
         self.written_nodes: dict[int, tuple[Any, CallSite]] = {}
+        self.made_at = IdTable()  # constant tensor -> Site that made it (on a probed call only)
         self.frozen_held = (
             IdTable()
         )  # tensors frozen while an optimizer already held them (-> True)
@@ -500,6 +506,8 @@ class CutTracker(TorchFunctionMode):
                 tags = frozenset((cut.id,)) if tags is None else tags | {cut.id}
             elif tr.stamp:
                 _stamp(tr, out)
+                if func in _MASKING:
+                    _note_mask(tr, args, out)
             # An in-place write into a parameter (allowed under no_grad only): an init or a reset.
             # nn.init functions arrive here whole, with the tensor as a keyword argument.
             a0 = args[0] if args else next(iter(kwargs.values()), None)
@@ -513,6 +521,11 @@ class CutTracker(TorchFunctionMode):
             owner = tr.data_views.get(args[0])
             if owner is not None and getattr(func, "__name__", "").endswith("_"):
                 _note_data_write(tr, owner)
+        if not rg and tr.stamp and isinstance(out, Tensor) and func not in _FACTORIES:
+            # On a probed call: where each constant (a mask, a weight) was made.
+            site = quick_site()
+            if site is not None:
+                tr.made_at.set(out, site)
         if tags:
             tr.tag_outputs(out, tags)
 
@@ -587,6 +600,31 @@ def _stamp(tr: Tracker, out: Any) -> None:
     meta = node.metadata
     if STAMP_KEY not in meta:
         meta[STAMP_KEY] = (quick_site(), tr.modules[-1] if tr.modules else None)
+
+
+_MASKING = {
+    torch.mul,
+    TB.mul,
+    TB.__mul__,
+    TB.__rmul__,
+    torch.where,
+    TB.masked_fill,
+    torch.masked_fill,
+}
+MASK_KEY = "gradcheck_mask"  # node metadata: (site where the constant operand was made, it)
+
+
+def _note_mask(tr: Tracker, args: tuple[Any, ...], out: Any) -> None:
+    """A product with a constant (a mask): remember the constant and where it was made."""
+    node = grad_fn_of(out) if isinstance(out, Tensor) else None
+    if node is None:
+        return
+    for a in args:
+        if isinstance(a, Tensor) and not a.requires_grad:
+            site = tr.made_at.get(a) or (w.site if (w := tr.born.get(a)) is not None else None)
+            if site is not None:
+                node.metadata[MASK_KEY] = (site, a)
+                return
 
 
 # -- special handlers: called after the op with its output and whether its source required grad --

@@ -21,6 +21,7 @@ import torch
 from gradcheck_cli.graph import ACCUMULATE_GRAD, Walk, stamp_of
 from gradcheck_cli.rules import KINDS
 from gradcheck_cli.sites import CallSite, Site
+from gradcheck_cli.tracking import MASK_KEY
 
 _ZERO_DERIVATIVE = {
     "RoundBackward0": "round",
@@ -314,6 +315,12 @@ class Attributor:
 
     def _describe(self, node: Any, empty: bool = False) -> Culprit:
         culprit = describe(node, empty, self.probe.shapes.get(id(node)))
+        mask = _zero_mask(node)
+        if mask is not None and culprit.kind == "zero_grad_flow":
+            culprit.message = KINDS["zero_grad_flow"].message(
+                "zero_mask", code=mask.code.split("  #")[0].strip(), node=type(node).__name__
+            )
+            culprit.related = mask
         if type(node).__name__ in _RELU:
             self.related = None
             culprit.message += self._negative_bias(node)
@@ -381,6 +388,21 @@ def _near(node: Any) -> list[Any]:
                     nxt.append(child)
         frontier = nxt
     return found
+
+
+def _zero_mask(node: Any) -> Site | None:
+    """Where the constant that zeroed this op's input was made, when one of the products feeding
+    it multiplied by a mask that is zero everywhere (see ``tracking._note_mask``)."""
+    for n in _near(node):
+        try:
+            hit = n.metadata.get(MASK_KEY)
+        except Exception:
+            continue
+        if hit is not None:
+            site, mask = hit
+            if mask.numel() and not bool(mask.detach().any()):
+                return site
+    return None
 
 
 def _function_culprit(node: Any, fn_cls: type) -> Culprit:

@@ -10,7 +10,8 @@ Each script in ``tests/families/`` declares its expectation like the bundled sam
     # gradcheck-args: --expect model.temp   (optional)
     # gradcheck-cause: helpers.py           (optional: the cause line is in that file)
 
-The cause line ends with ``# <- BUG`` (in a helper file: ``# <- BUG <script stem>``).
+The cause line ends with ``# <- BUG`` (in a helper file: ``# <- BUG <script stem>``); a line
+ending with ``# <- MADE`` must be the finding's related line (where a zero mask was made).
 """
 
 from __future__ import annotations
@@ -78,8 +79,9 @@ CASES = [_case(p) for p in sorted(FAMILIES.glob("f*.py"))]
 
 @pytest.mark.parametrize("case", CASES, ids=[c.script.stem for c in CASES])
 def test_family_case(case: Case, tmp_path: Path) -> None:
-    if "pytorch_lightning" in case.script.read_text():
-        pytest.importorskip("pytorch_lightning")
+    for library in ("pytorch_lightning", "transformers"):
+        if f"import {library}" in (text := case.script.read_text()) or f"from {library}" in text:
+            pytest.importorskip(library)
     report_path = tmp_path / "report.json"
     rel = str(case.script.relative_to(ROOT))
     argv = [sys.executable, "-m", "gradcheck_cli", "run", *case.args, "--json", str(report_path)]
@@ -102,4 +104,12 @@ def test_family_case(case: Case, tmp_path: Path) -> None:
         assert case.cause is not None
         assert finding["site"]["file"] == str(case.cause.relative_to(ROOT)), shown
         assert finding["site"]["line"] == case.line, shown
+        made = [
+            i
+            for i, line in enumerate(case.script.read_text().splitlines(), 1)
+            if line.rstrip().endswith("# <- MADE")
+        ]
+        if made:  # where the zero mask was made: a related line, and said in the message
+            assert [r["line"] for r in finding["related"]] == made, shown
+            assert "is zero everywhere" in finding["message"], shown
     assert proc.returncode == case.exit_code, shown
