@@ -161,7 +161,6 @@ class BackwardCheck:
         if resolved:
             ctx.expect_ids = {id(tensors[n]) for n in resolved["expect"] if n in tensors}
         result = diagnose(ctx)
-        session.expectations.after_backward(self.index, result, p.walk)
         if p.inputs is None:
             result.findings += session.zero_check.findings(
                 result, p.walk, p.probe, p.losses, p.names, p.record, not session.records_full
@@ -172,6 +171,7 @@ class BackwardCheck:
             result.findings = session.patterns.apply(
                 result.findings, resolved, tensors, p.walk, p.where
             )
+        session.expectations.after_backward(self.index, result, p.walk)
         for raw in result.findings:
             finding = session.book.add(raw, self.index)
             if exc is not None:

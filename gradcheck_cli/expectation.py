@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from gradcheck_cli.findings import Raw
+from gradcheck_cli.rules import rule_for
 
 if TYPE_CHECKING:
     from gradcheck_cli.diagnose import Deferred, Result
@@ -29,6 +30,7 @@ class Expectations:
         self.index = -1  # the last checked backward call
         self.deferred: list[Deferred] = []
         self.explained: set[int] = set()  # tensors a finding of that call already explains
+        self.failing: set[str] = set()  # names in that call's error/warning findings
         # Graph nodes of the last checked backward: a value read from them afterwards (logging
         # ``loss.item()``) belongs to that step, not to the next loss.
         self.earlier_nodes: set[int] = set()
@@ -37,6 +39,12 @@ class Expectations:
         self.index = index
         self.deferred = result.deferred
         self.explained = result.explained
+        self.failing = {
+            n
+            for raw in result.findings
+            if (raw.severity or rule_for(raw.kind).severity) != "info"
+            for n in raw.names
+        }
         self.earlier_nodes = set(walk.nodes)
 
     def at_step(
@@ -53,10 +61,16 @@ class Expectations:
                 found.append((dataclasses.replace(d.raw, names=hit), self.index))
                 covered |= set(d.ids)
         known = {n for p in params if id(p) in covered and (n := names.name_of(p)) is not None}
+        known |= self.failing
         for raw in raws:
-            if raw.kind == "step_without_grad" and known:
-                raw.names = [n for n in raw.names if n not in known]
+            # A step that updates nothing, or frozen tensors still decayed: consequences of a
+            # freeze or cut the backward's finding already names at its line.
+            if raw.kind in ("step_without_grad", "frozen_weight_decay") and known:
+                if raw.kind == "frozen_weight_decay":
+                    raw.names = [n for n in raw.names if n not in self.failing]
+                else:
+                    raw.names = [n for n in raw.names if n not in known]
                 if not raw.names:
-                    continue  # the finding of the backward already names its cause
+                    continue
             found.append((raw, self.index))
         return found

@@ -71,7 +71,7 @@ KINDS: dict[str, Kind] = {
         Kind("GC106", "requires_grad_false", "tensor does not require grad",
              "Create it with requires_grad=True (or call .requires_grad_()), or stop freezing it here.",
              messages={"default": "does not require grad",
-                       "after_optimizer": "requires_grad was turned off here after an optimizer was built to train these tensors: they never learn",
+                       "after_optimizer": "requires_grad was turned off here after an optimizer was built to train these tensors, before it ever updated them: they never learn",
                        "loss_frozen": "requires_grad was turned off here for the parameters the loss uses, so the loss does not require grad and backward() raised"}),
         Kind("GC107", "non_leaf", "expected tensor is not a leaf",
              "Move/cast the tensor before enabling grad (e.g. torch.randn(..., device=d, dtype=t, requires_grad=True)) or wrap it in nn.Parameter, so the optimizer sees the leaf."),

@@ -88,7 +88,7 @@ class Session:
         self.patterns = NamePatterns(self.config)
         self.zero_check = ZeroCheck(self.tracker, self.book, self.config.zero_atol)
         self.expectations = Expectations()
-        self.tracker.is_held = self.optim.holds
+        self.tracker.is_held = self._held_untrained
         self.pid = os.getpid()
         self.parent_pid: int | None = None  # set in a forked worker
         self._active = False
@@ -239,6 +239,11 @@ class Session:
             # Stamp op sites for a backward call that will carry the zero-gradient probe.
             tr.stamp = self.is_checked(self.backward_calls) and bool(self.zero_check.pending)
             self._ran.clear()
+
+    def _held_untrained(self, t: torch.Tensor) -> bool:
+        """An optimizer holds ``t`` to train it and has not stepped it yet: a freeze now is one
+        of tensors the optimizer was built for (a freeze after training began is a schedule)."""
+        return id(t) not in self.zero_check.stepped and self.optim.holds(t)
 
     # -- optimizer steps -------------------------------------------------------------------------
 

@@ -161,7 +161,8 @@ class Tracker:
         self.frozen_held = (
             IdTable()
         )  # tensors frozen while an optimizer already held them (-> True)
-        self.is_held: Callable[[Tensor], bool] | None = None  # does an optimizer hold this tensor?
+        # Does an optimizer hold this tensor, not yet stepped (see Session._held_untrained)?
+        self.is_held: Callable[[Tensor], bool] | None = None
         self.errors: list[str] = []  # our own failures, reported as notes (never raised)
         self.on_grad_cleared: Callable[[], None] | None = None  # `p.grad = None` by user code
         self.cuts: dict[int, Cut] = {}
@@ -236,7 +237,7 @@ class Tracker:
 
     def note_freeze(self, t: Tensor, where: CallSite) -> None:
         """``requires_grad`` of ``t`` turned off at ``where`` (remembering whether an optimizer
-        already held it: a freeze after the optimizer was built to train it)."""
+        already held it, untrained: a freeze after the optimizer was built to train it)."""
         self.rg_off.set(t, where)
         if self.is_held is not None and self.is_held(t):
             self.frozen_held.set(t, True)

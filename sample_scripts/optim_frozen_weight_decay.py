@@ -9,6 +9,10 @@ zero tensors, so AdamW does not skip them: the leftover Adam momentum keeps movi
 far the backbone moved after the freeze. Fix: rebuild the optimizer from the trainable
 parameters after freezing (or set the frozen grads to None, or give the backbone its own
 param group with ``weight_decay=0``).
+
+The freeze itself is a schedule (the backbone trained for two epochs first), so it is not a
+finding of its own; a freeze of tensors the optimizer holds but never stepped would be a
+``requires_grad_false`` error at the freeze line.
 """
 
 # gradcheck-expect: frozen_weight_decay model.backbone.0.weight model.backbone.0.bias model.backbone.2.weight model.backbone.2.bias
