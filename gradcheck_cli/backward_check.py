@@ -132,6 +132,7 @@ class BackwardCheck:
             tags |= session.tracker.tags.get(t) or frozenset()
         loss_cuts = session.tracker.tags_of(tags)
         names = session.build_names()
+        walk.see_through(names.alias)
         record = m.Step(
             self.index, self.api, model_site(where), _loss_info(losses[0]) if losses else None
         )
@@ -191,7 +192,7 @@ class BackwardCheck:
         site, text = not_differentiable_note(p.loss_cuts, frozen_site)
         cut_names: list[str] = []
         for cut in p.loss_cuts[:1]:
-            for t in leaves_under(cut.roots.values()).values():
+            for t in leaves_under(cut.roots.values(), p.names.alias).values():
                 name = p.names.name_of(t)
                 if name is not None:
                     cut_names.append(name)

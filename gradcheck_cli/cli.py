@@ -493,11 +493,12 @@ def execute(
     if world > 1:
         # Every rank checks itself; rank 0 alone merges and reports, so nothing interleaves.
         directory = distributed.parts_dir(json_path)
+        own = distributed.Part(report, session.sharded_names())
         if rank != 0:
-            distributed.write_part(report, rank, directory)
+            distributed.write_part(report, rank, directory, own.sharded)
             return outcome.exit_code
         parts = distributed.collect(directory, world, started - 5)
-        report = distributed.merge({0: report, **parts}, world)
+        report = distributed.merge({0: own, **parts}, world)
     stop = outcome.stop if outcome.stop is not None and not stopped else None
     code = _finish(report, config, stop, **outputs, **shown)
     if directory is not None:

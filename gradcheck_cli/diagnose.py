@@ -60,7 +60,7 @@ def diagnose(ctx: Context) -> Result:
     # Which parameters did each cut that fed this loss starve? The earliest cut wins.
     cut_of: dict[int, Cut] = {}
     for cut in sorted(ctx.loss_cuts, key=lambda c: c.id):
-        for key in leaves_under(cut.roots.values()):
+        for key in leaves_under(cut.roots.values(), ctx.names.alias):
             cut_of.setdefault(key, cut)
     frozen: dict[Site, Raw] = {}  # frozen parameters, by the line that froze them (information)
     if ctx.explicit_inputs is not None:
@@ -96,7 +96,7 @@ def _expected(
         if any(k in group for k in reached):
             shared |= group
     for root in names.roots:
-        params = list(root.module.named_parameters())
+        params = [(n, names.user_tensor(p)) for n, p in root.module.named_parameters()]
         in_graph = id(root.module) in reached_roots
         cut_off = any(id(p) in cut_of for _, p in params)
         named = any(id(p) in ctx.expect_ids for _, p in params)
@@ -159,7 +159,7 @@ def _why_missing(
                 name,
                 cut_message(cut),
                 hint=cut_hint(cut),
-                path=cut_path(cut, t),
+                path=cut_path(cut, t, ctx.names.alias),
             )
         else:
             where, message, hint = _unused(ctx, t)
