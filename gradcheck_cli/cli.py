@@ -261,6 +261,15 @@ def run(
             help="Exit 0 even when there are findings (the script's own failure still counts).",
         ),
     ] = False,
+    nproc_per_node: Annotated[
+        str | None,
+        Opt(
+            "--nproc-per-node",
+            metavar="N",
+            help="Launch N ranks through torch's launcher (as torchrun --standalone), print one merged report.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run SCRIPT [ARGS...] (or -m MODULE [ARGS...]) exactly as python would, and check every backward()."""
     target, args, as_module = _target(ctx, script, module)
@@ -284,6 +293,8 @@ def run(
     github = output_format == "github" or (
         output_format is None and os.environ.get("GITHUB_ACTIONS") == "true"
     )
+    if nproc_per_node is not None:
+        raise typer.Exit(_launch(ctx, nproc_per_node, target, args, as_module))
     code = execute(
         target,
         args,
@@ -300,6 +311,18 @@ def run(
     if exit_zero and code == EXIT_FINDINGS:
         code = EXIT_CLEAN
     raise typer.Exit(code)
+
+
+def _launch(ctx: typer.Context, nproc: str, target: str, args: list[str], as_module: bool) -> int:
+    """``run --nproc-per-node``: every rank runs this command line without the option."""
+    from gradcheck_cli import launch
+
+    nproc = launch.check_nproc(nproc)
+    rank_argv = launch.forwarded_options(ctx, {"nproc_per_node", "module"})
+    rank_argv += ["-m", target] if as_module else [target]
+    if args:
+        rank_argv += ["--", *args]  # each rank drops this `--` again: the script gets `args`
+    return launch.launch(nproc, rank_argv)
 
 
 @app.command(context_settings=_RUN_SETTINGS, cls=SectionedCommand)
