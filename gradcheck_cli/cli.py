@@ -39,6 +39,7 @@ Examples:
   gradcheck run --json report.json train.py
   gradcheck run --stop-after 1 --sarif gradcheck.sarif train.py
   gradcheck run -m mypkg.train --lr 3e-4
+  gradcheck run --nproc-per-node 2 train.py  two ranks (torchrun's launcher), one report
   gradcheck init train.py                   write a gradcheck.yaml for train.py
 
 \b

@@ -151,6 +151,10 @@ def merge(parts: dict[int, Part], world: int) -> Report:
         notes.append(
             f"no report arrived from rank(s) {', '.join(map(str, missing))}: they crashed or timed out"
         )
+    for rank in sorted(reports):
+        code = reports[rank].script.exit_code
+        if rank and code and code != base.script.exit_code:  # rank 0's is the report's own
+            notes.append(f"on rank {rank} the script exited with status {code}")
     notes.append(f"merged from {len(reports)} of {world} ranks")
     return replace(
         base,

@@ -260,6 +260,16 @@ def test_merge_keeps_a_zero_on_one_rank_of_a_replicated_parameter_divergent() ->
     ]
 
 
+def test_merge_says_which_rank_s_script_failed() -> None:
+    rank1 = _report([], [])
+    rank1.script.exit_code = 3
+    merged = distributed.merge(
+        {0: distributed.Part(_report([], [])), 1: distributed.Part(rank1)}, 2
+    )
+    assert merged.script.exit_code == 0
+    assert "on rank 1 the script exited with status 3" in merged.notes
+
+
 def test_part_round_trip_carries_the_sharded_names(tmp_path: Path) -> None:
     report = _report([_zero(["model.fc.bias"])], [])
     path = tmp_path / "rank1.json"
