@@ -23,7 +23,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field, replace
 
-from gradcheck_cli.model import Checked, Finding, Report
+from gradcheck_cli.model import Checked, Finding, Report, Step
 from gradcheck_cli.report import to_json, write_atomic
 from gradcheck_cli.rules import rule_for
 
@@ -198,7 +198,7 @@ def _merge_shards(parts: dict[int, Part]) -> dict[int, Report]:
     return merged
 
 
-def _whole_norms(reports: dict[int, Report], sharded: set[str]) -> list:
+def _whole_norms(reports: dict[int, Report], sharded: set[str]) -> list[Step]:
     """Rank 0's step records with each sharded tensor's state and norm from all its shards."""
     shards: dict[tuple[int, str], list[Checked]] = {}
     for r in reports.values():
@@ -212,8 +212,8 @@ def _whole_norms(reports: dict[int, Report], sharded: set[str]) -> list:
         for c in step.checked:
             parts = shards.get((step.index, c.name))
             if parts and c.state in ("ok", "zero"):
-                norms = [p.norm for p in parts]
-                norm = math.sqrt(sum(x * x for x in norms)) if None not in norms else None  # type: ignore[operator]
+                norms = [p.norm for p in parts if p.norm is not None]
+                norm = math.hypot(*norms) if len(norms) == len(parts) else None
                 zero = all(p.state == "zero" for p in parts)
                 c = replace(c, state="zero" if zero else "ok", norm=norm)
             checked.append(c)
