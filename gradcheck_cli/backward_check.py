@@ -133,6 +133,7 @@ class BackwardCheck:
             tags |= session.tracker.tags.get(t) or frozenset()
         loss_cuts = [c for c in session.tracker.tags_of(tags) if is_user_cut(c)]
         names = session.build_names()
+        walk.see_through(names.alias)
         record = m.Step(
             self.index, self.api, model_site(where), _loss_info(losses[0]) if losses else None
         )
@@ -212,7 +213,7 @@ class BackwardCheck:
         site, text = not_differentiable_note(p.loss_cuts, None)
         cut_names: list[str] = []
         for cut in p.loss_cuts[:1]:
-            for t in leaves_under(cut.roots.values()).values():
+            for t in leaves_under(cut.roots.values(), p.names.alias).values():
                 name = p.names.name_of(t)
                 if name is not None:
                     cut_names.append(name)

@@ -39,6 +39,7 @@ Examples:
   gradcheck run --json report.json train.py
   gradcheck run --stop-after 1 --sarif gradcheck.sarif train.py
   gradcheck run -m mypkg.train --lr 3e-4
+  gradcheck run --nproc-per-node 2 train.py  two ranks (torchrun's launcher), one report
   gradcheck init train.py                   write a gradcheck.yaml for train.py
 
 \b
@@ -261,6 +262,15 @@ def run(
             help="Exit 0 even when there are findings (the script's own failure still counts).",
         ),
     ] = False,
+    nproc_per_node: Annotated[
+        str | None,
+        Opt(
+            "--nproc-per-node",
+            metavar="N",
+            help="Launch N ranks through torch's launcher (as torchrun --standalone), print one merged report.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run SCRIPT [ARGS...] (or -m MODULE [ARGS...]) exactly as python would, and check every backward()."""
     target, args, as_module = _target(ctx, script, module)
@@ -284,6 +294,8 @@ def run(
     github = output_format == "github" or (
         output_format is None and os.environ.get("GITHUB_ACTIONS") == "true"
     )
+    if nproc_per_node is not None:
+        raise typer.Exit(_launch(ctx, nproc_per_node, target, args, as_module))
     code = execute(
         target,
         args,
@@ -300,6 +312,18 @@ def run(
     if exit_zero and code == EXIT_FINDINGS:
         code = EXIT_CLEAN
     raise typer.Exit(code)
+
+
+def _launch(ctx: typer.Context, nproc: str, target: str, args: list[str], as_module: bool) -> int:
+    """``run --nproc-per-node``: every rank runs this command line without the option."""
+    from gradcheck_cli import launch
+
+    nproc = launch.check_nproc(nproc)
+    rank_argv = launch.forwarded_options(ctx, {"nproc_per_node", "module"})
+    rank_argv += ["-m", target] if as_module else [target]
+    if args:
+        rank_argv += ["--", *args]  # each rank drops this `--` again: the script gets `args`
+    return launch.launch(nproc, rank_argv)
 
 
 @app.command(context_settings=_RUN_SETTINGS, cls=SectionedCommand)
@@ -493,11 +517,12 @@ def execute(
     if world > 1:
         # Every rank checks itself; rank 0 alone merges and reports, so nothing interleaves.
         directory = distributed.parts_dir(json_path)
+        own = distributed.Part(report, session.sharded_names())
         if rank != 0:
-            distributed.write_part(report, rank, directory)
+            distributed.write_part(report, rank, directory, own.sharded)
             return outcome.exit_code
         parts = distributed.collect(directory, world, started - 5)
-        report = distributed.merge({0: report, **parts}, world)
+        report = distributed.merge({0: own, **parts}, world)
     stop = outcome.stop if outcome.stop is not None and not stopped else None
     code = _finish(report, config, stop, **outputs, **shown)
     if directory is not None:

@@ -28,8 +28,12 @@ def _site(where: CallSite | Site | None) -> m.Site | None:
     return model_site(where)
 
 
-def _chain(roots: list[Any], param: torch.Tensor) -> list[str]:
-    """Node names from a cut root down to ``param``'s AccumulateGrad (breadth first, bounded)."""
+def _chain(
+    roots: list[Any], param: torch.Tensor, alias: dict[int, torch.Tensor] | None = None
+) -> list[str]:
+    """Node names from a cut root down to ``param``'s AccumulateGrad (breadth first, bounded);
+    ``alias``: the graph's stand-ins for the user's tensors (FSDP2's unsharded parameters)."""
+    alias = alias or {}
     parent: dict[int, tuple[Any, int | None]] = {}
     queue: deque[Any] = deque()
     for r in roots:
@@ -41,7 +45,8 @@ def _chain(roots: list[Any], param: torch.Tensor) -> list[str]:
         queue.append(r)
     while queue and len(parent) < _MAX_VISIT:
         node = queue.popleft()
-        if getattr(node, "variable", None) is param:
+        variable = getattr(node, "variable", None)
+        if variable is not None and alias.get(id(variable), variable) is param:
             names: list[str] = []
             key: int | None = id(node)
             while key is not None:
@@ -67,13 +72,15 @@ def _collapse(names: list[str]) -> list[m.PathNode]:
     ]
 
 
-def cut_path(cut: Cut, param: torch.Tensor) -> list[m.PathNode]:
+def cut_path(
+    cut: Cut, param: torch.Tensor, alias: dict[int, torch.Tensor] | None = None
+) -> list[m.PathNode]:
     """The cut, the escape it came back from (round trips), and the chain behind it."""
     nodes = [m.PathNode("cut", f"{cut.kind}: {cut.op}", _site(cut.where))]
     if cut.origin is not None:
         nodes.append(m.PathNode("cut", f"left the graph: {cut.origin.op}", _site(cut.origin.where)))
     with contextlib.suppress(RuntimeError, AttributeError):  # a freed graph: the cut suffices
-        nodes += _collapse(_chain(list(cut.roots.values()), param))
+        nodes += _collapse(_chain(list(cut.roots.values()), param, alias))
     return nodes
 
 

@@ -54,7 +54,7 @@ class Context:
         if self._event_of is None:
             self._event_of = {}
             for cut in self.events:
-                for leaf in leaves_under(cut.roots.values()):
+                for leaf in leaves_under(cut.roots.values(), self.names.alias):
                     self._event_of.setdefault(leaf, cut)
         return self._event_of.get(key)
 
@@ -84,7 +84,7 @@ def diagnose(ctx: Context) -> Result:
     # Which parameters did each cut that fed this loss starve? The earliest cut wins.
     cut_of: dict[int, Cut] = {}
     for cut in sorted(ctx.loss_cuts, key=lambda c: c.id):
-        for key in leaves_under(cut.roots.values()):
+        for key in leaves_under(cut.roots.values(), ctx.names.alias):
             cut_of.setdefault(key, cut)
     frozen: dict[Site, Raw] = {}  # frozen parameters, by the line that froze them (information)
     if ctx.explicit_inputs is not None:
@@ -128,7 +128,7 @@ def _expected(
         if any(k in group for k in reached):
             shared |= group
     for root in names.roots:
-        params = list(root.module.named_parameters())
+        params = [(n, names.user_tensor(p)) for n, p in root.module.named_parameters()]
         in_graph = id(root.module) in reached_roots
         cut_off = not in_graph and any(
             id(p) in cut_of or ctx.event_of(id(p)) is not None for _, p in params
@@ -212,7 +212,7 @@ def _why_missing(
                 name,
                 cut_message(cut),
                 hint=cut_hint(cut),
-                path=cut_path(cut, t),
+                path=cut_path(cut, t, ctx.names.alias),
             )
         else:
             where, message, hint = _unused(ctx, t)

@@ -33,6 +33,15 @@ class Walk:
     nodes: dict[int, Any] = field(default_factory=dict)
     acc: dict[int, Any] = field(default_factory=dict)
 
+    def see_through(self, alias: dict[int, torch.Tensor]) -> Walk:
+        """Key stand-in leaves (FSDP2's unsharded parameters) by the user's tensors instead."""
+        for key in [k for k in self.leaves if k in alias]:
+            user = alias[key]
+            del self.leaves[key]
+            self.leaves[id(user)] = user
+            self.acc[id(user)] = self.acc.pop(key)
+        return self
+
 
 def walk_graph(starts: Iterable[Any]) -> Walk:
     """Iterative walk over ``next_functions``; ``AccumulateGrad.variable`` is a reached leaf.
@@ -61,8 +70,11 @@ def walk_graph(starts: Iterable[Any]) -> Walk:
     return walk
 
 
-def leaves_under(roots: Iterable[Any]) -> dict[int, torch.Tensor]:
-    """Leaves reachable from cut roots (a root is a grad_fn node or a leaf tensor itself)."""
+def leaves_under(
+    roots: Iterable[Any], alias: dict[int, torch.Tensor] | None = None
+) -> dict[int, torch.Tensor]:
+    """Leaves reachable from cut roots (a root is a grad_fn node or a leaf tensor itself), stand-ins
+    in ``alias`` (:attr:`gradcheck_cli.naming.Names.alias`) given as the user's tensors."""
     starts = []
     found: dict[int, torch.Tensor] = {}
     for r in roots:
@@ -71,6 +83,8 @@ def leaves_under(roots: Iterable[Any]) -> dict[int, torch.Tensor]:
         else:
             starts.append(r)
     found.update(walk_graph(starts).leaves)
+    if alias:
+        found = {id(alias.get(k, t)): alias.get(k, t) for k, t in found.items()}
     return found
 
 

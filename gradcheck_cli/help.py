@@ -13,6 +13,7 @@ from typer.core import TyperArgument, TyperCommand
 # Option (parameter name) -> section; options not listed go under "Other options".
 SECTIONS: dict[str, str] = {
     "module": "What to run",
+    "nproc_per_node": "What to run",
     "config_path": "Configuration (wins over the config file)",
     "steps": "Configuration (wins over the config file)",
     "stop_after": "Configuration (wins over the config file)",

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from gradcheck_cli import fsdp
 from gradcheck_cli.sites import Site, is_user_file
 from gradcheck_cli.tracking import grad_fn_of
 
@@ -53,6 +54,12 @@ class Names:
     leaves: dict[int, tuple[str, torch.Tensor]] = field(default_factory=dict)  # named plain leaves
     unregistered: dict[int, Unregistered] = field(default_factory=dict)
     optimizers: list[torch.optim.Optimizer] = field(default_factory=list)  # found in scope
+    # id of a stand-in the graph uses (FSDP2's unsharded parameter) -> the user's tensor
+    alias: dict[int, torch.Tensor] = field(default_factory=dict)
+
+    def user_tensor(self, t: torch.Tensor) -> torch.Tensor:
+        """The tensor the user holds for ``t`` (``t`` itself unless FSDP2 swapped it in)."""
+        return self.alias.get(id(t), t)
 
     def name_of(self, t: torch.Tensor) -> str | None:
         key = id(t)
@@ -185,6 +192,7 @@ def build_names(
                 names.module_path[id(sub)] = (root, path)
             if sub is not root.module:
                 contained.add(id(sub))
+        names.alias.update(shape.alias)
         for pname, p in shape.params:
             if id(p) not in names.param_name:
                 names.param_name[id(p)] = f"{root.name}.{pname}"
@@ -220,7 +228,7 @@ class _Structure:
     and this is called for modules, parameters, sizes and unregistered tensors alike.
     """
 
-    __slots__ = ("_held", "modules", "params")
+    __slots__ = ("_held", "alias", "modules", "params")
 
     def __init__(self, module: nn.Module) -> None:
         self.modules: list[tuple[str, nn.Module]] = []
@@ -241,6 +249,11 @@ class _Structure:
                     self.params.append((prefix + name, p))
             children = [(prefix + n, c) for n, c in mod._modules.items() if c is not None]
             stack.extend(reversed(children))
+        # Under FSDP2 a module holds its unsharded stand-ins around forward and backward.
+        self.alias = fsdp.aliases(mod for _, mod in self.modules)
+        if self.alias:
+            self.params = [(n, self.alias.get(id(p), p)) for n, p in self.params]
+            seen_params |= {id(p) for p in self.alias.values()}
         self._held = seen_params
 
     def unregistered(self, root_name: str) -> list[Unregistered]:

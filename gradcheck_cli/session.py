@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from gradcheck_cli import __version__, children, optim
+from gradcheck_cli import __version__, children, fsdp, optim
 from gradcheck_cli import model as m
 from gradcheck_cli.backward_check import BackwardCheck
 from gradcheck_cli.config import Config
@@ -328,6 +328,11 @@ class Session:
         self._names = names
         self._note_jit(names)
         return names
+
+    def sharded_names(self) -> list[str]:
+        """Names of the parameters sharded across ranks (FSDP2), as last named."""
+        names = self._names
+        return fsdp.sharded_names(names.params, names.name_of) if names is not None else []
 
     def ran_modules(self) -> set[int]:
         return set(self._ran)

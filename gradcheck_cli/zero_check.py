@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
+from gradcheck_cli import fsdp, zeros
 from gradcheck_cli import model as m
-from gradcheck_cli import zeros
 from gradcheck_cli.cutpath import zero_path
 from gradcheck_cli.diagnose import Result
 from gradcheck_cli.findings import FindingBook, Raw, unattributed
@@ -60,7 +60,8 @@ class ZeroCheck:
             return attributor
 
         grads = [
-            t.grad if (t is not None and state == "ok") else None for _, state, t in result.checked
+            fsdp.local(t.grad) if (t is not None and state == "ok") else None
+            for _, state, t in result.checked
         ]
         norms = zeros.grad_norms(grads)
         deads = zeros.dead_fractions(grads)

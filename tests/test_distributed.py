@@ -1,4 +1,5 @@
-"""End to end under torchrun: the ``sample_scripts/ddp_*.py`` samples, two gloo ranks on CPU.
+"""End to end under torchrun: the ``sample_scripts/ddp_*.py`` and ``fsdp_*.py`` samples, two gloo
+ranks on CPU.
 
 Each DDP sample carries the usual headers plus ``# gradcheck-launch: torchrun N`` (and, when the
 finding is not on every rank, ``# gradcheck-ranks: R ...``). For every one the test launches,
@@ -108,7 +109,11 @@ def _expectation(path: Path) -> Expectation | None:
     )
 
 
-EXPECTATIONS = [e for p in sorted(SAMPLES.glob("ddp_*.py")) if (e := _expectation(p))]
+EXPECTATIONS = [
+    e
+    for p in sorted([*SAMPLES.glob("ddp_*.py"), *SAMPLES.glob("fsdp_*.py")])
+    if (e := _expectation(p))
+]
 
 
 def _free_ports(n: int) -> list[int]:
@@ -246,6 +251,7 @@ def test_ddp_samples_found() -> None:
         "ddp_detach.py",
         "ddp_rank_divergent.py",
         "ddp_unused_no_find.py",
+        "fsdp_detach.py",
     } <= names
 
 
@@ -288,7 +294,10 @@ def test_ddp_sample(exp: Expectation, launches: dict[Path, Pair]) -> None:
     assert finding["severity"] == "error"
     assert finding["kind"] == exp.kind
     assert sorted(finding["parameters"]) == sorted(exp.names)
-    assert not any(p.startswith(("module.", "model.module.")) for p in finding["parameters"])
+    assert not any(
+        p.startswith(("module.", "model.module.")) or "_fsdp" in p or "_orig_mod" in p
+        for p in finding["parameters"]
+    )
     assert finding["site"]["file"] == rel
     assert finding["site"]["line"] == exp.bug_line
     assert "# <- BUG" in finding["site"]["code"]
