@@ -37,6 +37,7 @@ from gradcheck_cli.name_patterns import NamePatterns, in_model_order, named_tens
 from gradcheck_cli.naming import Names, build_names, frame_namespaces
 from gradcheck_cli.sites import nearest_user_frame
 from gradcheck_cli.tracking import Tracker
+from gradcheck_cli.unregistered import UnregisteredCheck
 from gradcheck_cli.zero_check import ZeroCheck
 
 _TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__)) + os.sep
@@ -69,6 +70,7 @@ class Session:
         self.book = FindingBook()
         self.patterns = NamePatterns(self.config)
         self.zero_check = ZeroCheck(self.tracker, self.book, self.config.zero_atol)
+        self.unregistered = UnregisteredCheck(self.tracker)
         self.pid = os.getpid()
         self._active = False
         self._in_backward = False
@@ -111,6 +113,7 @@ class Session:
             self.instruments.remove()
         if self.tracker.grad_reads:
             explain_grad_reads(self.tracker, self._names, self.book)
+        self.unregistered.flush(self.book)
 
     def _retire(self) -> None:
         self.instruments.retire()
@@ -262,7 +265,11 @@ class Session:
         frame = nearest_user_frame()
         main = sys.modules.get("__main__")
         main_globals = vars(main) if main is not None else None
-        names = build_names(frame_namespaces(frame, main_globals), self._ran.values())
+        names = build_names(
+            frame_namespaces(frame, main_globals),
+            self._ran.values(),
+            keep_non_leaf=lambda t: self.tracker.made_from.get(t) is not None,
+        )
         del frame
         self._names = names
         self._note_jit(names)
