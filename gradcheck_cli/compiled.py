@@ -15,7 +15,7 @@ import ast
 import functools
 import inspect
 import textwrap
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -52,8 +52,10 @@ def explain(culprit: Culprit | None, names: Names, param: torch.Tensor) -> Culpr
         None,
         None,
         "the gradient was lost inside code compiled by torch.compile (its backward sent none "
-        "to this tensor); compilation hides the operations from gradcheck, so the line that cut "
-        "it off is not known: run once with TORCH_COMPILE_DISABLE=1 to see it",
+        "to this tensor): compilation hides the operations from gradcheck, so the line that cut "
+        "it off is not known",
+        hint="Run once with TORCH_COMPILE_DISABLE=1 (the same code, not compiled): gradcheck "
+        "then names the line that cut these parameters off.",
         node_name=_COMPILED_NODE,
     )
 
@@ -72,49 +74,67 @@ def _grad_off_site(names: Names, param: torch.Tensor) -> tuple[str, Site] | None
         for klass in type(owner).__mro__:
             if klass is nn.Module:
                 break
-            for kind, line, filename in _grad_off_blocks(klass).get(attr, ()):
-                return kind, Site(filename, line, "forward")
+            found = _grad_off_blocks(klass).site_for(attr)
+            if found is not None:
+                return found
     return None
 
 
+@dataclass(frozen=True)
+class _Blocks:
+    """The grad-off blocks of one ``forward``: (kind, first line, last line), and where each
+    ``self.X`` is used in it."""
+
+    filename: str = ""
+    blocks: tuple[tuple[str, int, int], ...] = ()
+    uses: tuple[tuple[str, int], ...] = ()  # (attribute, line)
+
+    def site_for(self, attr: str) -> tuple[str, Site] | None:
+        lines = [line for a, line in self.uses if a == attr]
+        # A block that uses it, else one after its first use (its output flows into the block:
+        # it is the only way a parameter of this forward can lose its gradient there).
+        for kind, first, last in self.blocks:
+            if any(first <= line <= last for line in lines):
+                return kind, Site(self.filename, first, "forward")
+        for kind, first, _ in self.blocks:
+            if lines and min(lines) < first:
+                return kind, Site(self.filename, first, "forward")
+        return None
+
+
 @functools.lru_cache(maxsize=256)
-def _grad_off_blocks(klass: type) -> dict[str, tuple[tuple[str, int, str], ...]]:
-    """For each ``self.X`` used inside a grad-off block of ``klass.forward``: (kind, line, file)."""
-    fn = vars(klass).get("forward")
+def _grad_off_blocks(klass: type) -> _Blocks:
+    fn = inspect.unwrap(vars(klass).get("forward", None) or (lambda: None))
     code = getattr(fn, "__code__", None)
     if code is None or not is_user_file(code.co_filename):
-        return {}
+        return _Blocks()
     try:
         lines, start = inspect.getsourcelines(fn)
         tree = ast.parse(textwrap.dedent("".join(lines)))
     except (OSError, TypeError, SyntaxError):
-        return {}
-    found: dict[str, list[tuple[str, int, str]]] = {}
-
-    def mark(kind: str, lineno: int, body: list[Any]) -> None:
-        for stmt in body:
-            for node in ast.walk(stmt):
-                if (
-                    isinstance(node, ast.Attribute)
-                    and isinstance(node.value, ast.Name)
-                    and node.value.id == "self"
-                ):
-                    found.setdefault(node.attr, []).append(
-                        (kind, start + lineno - 1, code.co_filename)
-                    )
-
+        return _Blocks()
+    blocks: list[tuple[str, int, int]] = []
     for node in ast.walk(tree):
         if isinstance(node, (ast.With, ast.AsyncWith)):
             for item in node.items:
                 kind = _grad_off(item.context_expr)
                 if kind is not None:
-                    mark(kind, node.lineno, node.body)
+                    end = node.end_lineno or node.lineno
+                    blocks.append((kind, start + node.lineno - 1, start + end - 1))
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             for deco in node.decorator_list:
                 kind = _grad_off(deco)
                 if kind is not None:
-                    mark(kind, deco.lineno, node.body)
-    return {attr: tuple(sites) for attr, sites in found.items()}
+                    end = node.end_lineno or node.lineno
+                    blocks.append((kind, start + deco.lineno - 1, start + end - 1))
+    uses = tuple(
+        (node.attr, start + node.lineno - 1)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "self"
+    )
+    return _Blocks(code.co_filename, tuple(sorted(blocks, key=lambda b: b[1])), uses)
 
 
 def _grad_off(expr: ast.expr) -> str | None:

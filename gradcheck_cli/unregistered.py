@@ -100,17 +100,17 @@ def _found(ctx: Context) -> list[tuple[tuple[int, str], Raw, list[tuple[str, tor
             continue
         group = (id(u.owner), u.attr)
         if group not in out:
-            out[group] = (_raw(names, u.owner, u.attr, "present"), [])
+            out[group] = (_raw(names, u.owner, u.attr), [])
         out[group][1].append((u.name, u.tensor))
     for module, attr, name, t in _plain_tensor_state(names, ctx.ran_modules):
         group = (id(module), attr)
         if group not in out:
-            out[group] = (_raw(names, module, attr, "none"), [])
+            out[group] = (_raw(names, module, attr), [])
         out[group][1].append((name, t))
     return [(k, raw, tensors) for k, (raw, tensors) in out.items()]
 
 
-def _raw(names: Names, owner: nn.Module, attr: str, grad_state: str) -> Raw:
+def _raw(names: Names, owner: nn.Module, attr: str) -> Raw:
     value = getattr(owner, attr, None)
     what = (
         "a plain tensor attribute"
@@ -129,7 +129,7 @@ def _raw(names: Names, owner: nn.Module, attr: str, grad_state: str) -> Raw:
         attribute_site(owner, attr, "__init__"),
         [],
         consequences(f"{owner_name}.{attr}", what),
-        grad_state=grad_state,
+        grad_state="present",  # or never asked for: not a lost gradient
         hint=hint,
     )
 
