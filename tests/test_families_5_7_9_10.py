@@ -153,6 +153,38 @@ def test_family_script(case: Case, tmp_path: Path) -> None:
         extra(finding)
 
 
+def test_family_10_plain_state_is_a_config_name(tmp_path: Path) -> None:
+    case = _case(FAMILIES / "f7_codebook.py")
+    case.args = ("--expect", "model.codebook", "--expect", "model.*")
+    report, stderr = _run(case, tmp_path, ENV)
+    _check(case, report, stderr)
+
+
+def test_family_7_layers_an_optimizer_holds_are_trained() -> None:
+    """Forward-Forward keeps its layers in a plain list, each with its own optimizer: trained on
+    purpose, even where the run ends before any of them stepped."""
+    import torch
+    from torch import nn
+
+    import gradcheck_cli
+
+    class Layers(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layers = [nn.Linear(4, 4) for _ in range(2)]
+            self.opts = [torch.optim.SGD(layer.parameters(), lr=0.1) for layer in self.layers]
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            for layer in self.layers:
+                x = layer(x)
+            return x
+
+    with gradcheck_cli.watch(show=False) as session:
+        net = Layers()
+        net(torch.randn(3, 4)).sum().backward()
+    assert [f.kind for f in session.report.findings if f.severity == "error"] == []
+
+
 # -- family 9: torch.compile ---------------------------------------------------------------------
 
 
