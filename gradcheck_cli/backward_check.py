@@ -162,6 +162,7 @@ class BackwardCheck:
         if resolved:
             ctx.expect_ids = {id(tensors[n]) for n in resolved["expect"] if n in tensors}
         result = diagnose(ctx)
+        session.unregistered.note(ctx, self.index)
         if p.inputs is None:
             result.findings += session.zero_check.findings(
                 result, p.walk, p.probe, p.losses, p.names, p.record, not session.records_full

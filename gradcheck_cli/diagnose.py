@@ -94,6 +94,7 @@ def diagnose(ctx: Context) -> Result:
         }
     else:
         expected = _expected(ctx, cut_of, res, frozen)
+        expected.update(_expected_non_leaves(ctx))
     missing: list[tuple[str, torch.Tensor]] = []
     for key, (name, t) in expected.items():
         if key in reached:
@@ -103,7 +104,6 @@ def diagnose(ctx: Context) -> Result:
             missing.append((name, t))
     res.findings += frozen.values()
     res.findings += _why_missing(ctx, cut_of, missing)
-    res.findings += _unregistered(ctx)
     res.explained |= {id(t) for _, t in missing}
     return res
 
@@ -181,6 +181,17 @@ def _defer(
     for raw in _why_missing(ctx, cut_of, waiting):
         ids = {id(p): qual for qual, p in waiting if qual in raw.names}
         res.deferred.append(Deferred(ids, raw))
+
+
+def _expected_non_leaves(ctx: Context) -> dict[int, tuple[str, torch.Tensor]]:
+    """Non-leaf tensors the config expects (``expect: [W]`` for ``W = leaf.to(device)``): they
+    get no gradient of their own, which is reported as ``non_leaf``."""
+    found: dict[int, tuple[str, torch.Tensor]] = {}
+    for key, (name, ref) in ctx.names.non_leaves.items():
+        t = ref()
+        if key in ctx.expect_ids and t is not None:
+            found[key] = (name, t)
+    return found
 
 
 def _why_missing(
@@ -263,29 +274,6 @@ def _unused(ctx: Context, t: torch.Tensor) -> tuple[CallSite | Site | None, str,
                 "or list these parameters under `allow_none` in gradcheck.yaml."
             )
     return where, msg, hint
-
-
-def _unregistered(ctx: Context) -> list[Raw]:
-    """Tensors the module uses but never registered: they get gradients no optimizer sees."""
-    names = ctx.names
-    unreg: dict[tuple[int, str], Raw] = {}
-    for key, u in names.unregistered.items():
-        if key not in ctx.walk.leaves:
-            continue
-        site = attribute_site(u.owner, u.attr, "__init__")
-        group = unreg.get((id(u.owner), u.attr))
-        if group is None:
-            owner = names.module_name(u.owner) or type(u.owner).__name__
-            group = unreg[(id(u.owner), u.attr)] = Raw(
-                "unregistered_parameter",
-                site,
-                [],
-                f"`{owner}.{u.attr}` is a plain {type(getattr(u.owner, u.attr)).__name__}: its tensors get gradients, "
-                "but model.parameters() (and so the optimizer) never includes them",
-                grad_state="present",
-            )
-        group.names.append(u.name)
-    return list(unreg.values())
 
 
 def _descend(root: nn.Module, parts: list[str]) -> list[nn.Module]:

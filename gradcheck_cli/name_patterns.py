@@ -14,6 +14,7 @@ from gradcheck_cli.findings import Raw
 from gradcheck_cli.graph import Walk
 from gradcheck_cli.naming import Names
 from gradcheck_cli.sites import CallSite
+from gradcheck_cli.unregistered import plain_state
 
 _KEYS = ("expect", "allow_none", "allow_zero", "frozen")
 
@@ -123,4 +124,9 @@ def named_tensors(names: Names) -> dict[str, Any]:
     found = {qual: names.params[key] for key, qual in names.param_name.items()}
     found.update({name: t for name, t in names.leaves.values()})
     found.update({u.name: u.tensor for u in names.unregistered.values()})
+    for name, ref in names.non_leaves.values():
+        t = ref()
+        if t is not None:
+            found.setdefault(name, t)
+    found.update({n: t for n, t in plain_state(names) if n not in found})
     return found

@@ -12,7 +12,8 @@ from __future__ import annotations
 import ast
 import inspect
 import types
-from collections.abc import Iterable, Iterator
+import weakref
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +62,10 @@ class Names:
         """The tensor the user holds for ``t`` (``t`` itself unless FSDP2 swapped it in)."""
         return self.alias.get(id(t), t)
 
+    # Non-leaf tensors the user made from a leaf of their own (`W = leaf.to(device)`), by
+    # variable: weak, so a named `loss` or `out` does not keep its graph alive.
+    non_leaves: dict[int, tuple[str, weakref.ref[torch.Tensor]]] = field(default_factory=dict)
+
     def name_of(self, t: torch.Tensor) -> str | None:
         key = id(t)
         if key in self.param_name:
@@ -69,6 +74,9 @@ class Names:
             return self.leaves[key][0]
         if key in self.unregistered:
             return self.unregistered[key].name
+        entry = self.non_leaves.get(key)
+        if entry is not None and entry[1]() is t:
+            return entry[0]
         return None
 
     def tensor(self, key: int) -> torch.Tensor | None:
@@ -135,10 +143,12 @@ def _strip_wrappers(module: nn.Module) -> nn.Module:
 def build_names(
     namespaces: list[dict[str, Any]],
     extra_modules: Iterable[nn.Module] = (),
+    keep_non_leaf: Callable[[torch.Tensor], bool] | None = None,
 ) -> Names:
     """Name everything reachable from ``namespaces`` (innermost scope first).
 
-    Named tensors are leaves only: a kept ``loss`` would keep its graph alive.
+    Named tensors are leaves only: a kept ``loss`` would keep its graph alive. Non-leaves that
+    ``keep_non_leaf`` accepts are named through weak references.
     """
     names = Names()
     candidates: list[Root] = []
@@ -156,6 +166,14 @@ def build_names(
         ):
             # Leaves only: keeping a non-leaf (`loss`, `out`) would keep its whole graph alive.
             names.leaves[id(value)] = (_display_name(name), value)
+        elif (
+            isinstance(value, torch.Tensor)
+            and keep_non_leaf is not None
+            and id(value) not in names.non_leaves
+            and grad_fn_of(value) is not None
+            and keep_non_leaf(value)
+        ):
+            names.non_leaves[id(value)] = (_display_name(name), weakref.ref(value))
         elif isinstance(value, torch.optim.Optimizer) and all(
             o is not value for o in names.optimizers
         ):

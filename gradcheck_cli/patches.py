@@ -78,6 +78,13 @@ class PatchSet:
         self._undo.clear()
 
 
+def _compiling() -> bool:
+    """Inside a region torch.compile is tracing. Dynamo traces our hooks and patched methods
+    as part of the user's code: each of them returns at once there (the check folds to a
+    constant), so the user's compiled graph is the one it would be without gradcheck."""
+    return torch.compiler.is_compiling()
+
+
 def region_where(manager: str) -> CallSite | None:
     """Where a grad-mode region was opened: the ``with`` line, or for a decorated function the
     decorator line (its immediate caller is torch's ``decorate_context`` wrapper)."""
@@ -129,6 +136,8 @@ def _install_grad_modes(tr: Tracker, patches: PatchSet) -> None:
 
         @functools.wraps(orig)
         def __enter__(self: Any) -> Any:
+            if _compiling():
+                return orig(self)
             tr.push_region(Region(kind, enabled_of(self), region_where(kind), self))
             return orig(self)
 
@@ -139,6 +148,8 @@ def _install_grad_modes(tr: Tracker, patches: PatchSet) -> None:
 
         @functools.wraps(orig)
         def __exit__(self: Any, *exc: Any) -> Any:
+            if _compiling():
+                return orig(self, *exc)
             tr.pop_region(self)
             return orig(self, *exc)
 
@@ -160,7 +171,7 @@ def _install_grad_modes(tr: Tracker, patches: PatchSet) -> None:
         import sys
 
         sge_init(self, mode)
-        if os.path.abspath(sys._getframe(1).f_code.co_filename) == _GRAD_MODE_FILE:
+        if _compiling() or os.path.abspath(sys._getframe(1).f_code.co_filename) == _GRAD_MODE_FILE:
             return
         tr.push_region(
             Region(
@@ -176,6 +187,8 @@ def _install_grad_modes(tr: Tracker, patches: PatchSet) -> None:
 
     @functools.wraps(sge_enter)
     def sge__enter__(self: Any) -> Any:
+        if _compiling():
+            return sge_enter(self)
         for r in reversed(tr.regions):
             if isinstance(r.token, weakref.ref) and r.token() is self:
                 r.token, r.plain = self, False
@@ -191,6 +204,8 @@ def _install_grad_modes(tr: Tracker, patches: PatchSet) -> None:
     @functools.wraps(sge_call)
     def __call__(self: Any, orig_func: Any) -> Any:
         # `@torch.set_grad_enabled(False)` on a def: __init__ switched the mode, __call__ undoes it.
+        if _compiling():
+            return sge_call(self, orig_func)
         for r in reversed(tr.regions):
             if isinstance(r.token, weakref.ref) and r.token() is self:
                 tr.regions.remove(r)
@@ -257,10 +272,18 @@ def _install_misc(engine: Engine, patches: PatchSet) -> None:
     patches.patch(torch.nn.Module, "requires_grad_", module_requires_grad_)
 
     def pre_hook(module: torch.nn.Module, args: Any) -> None:
+        if _compiling():
+            return
         engine.module_ran(module)
+        inner = getattr(module, "_orig_mod", None)
+        if isinstance(inner, torch.nn.Module):
+            # torch.compile's wrapper: the modules inside run in compiled code, without hooks.
+            for sub in inner.modules():
+                engine.module_ran(sub)
 
     def post_hook(module: torch.nn.Module, args: Any, output: Any) -> None:
-        engine.module_done(module)
+        if not _compiling():
+            engine.module_done(module)
 
     patches.add_handle(torch.nn.modules.module.register_module_forward_pre_hook(pre_hook))
     patches.add_handle(

@@ -38,6 +38,7 @@ from gradcheck_cli.name_patterns import NamePatterns, in_model_order, named_tens
 from gradcheck_cli.naming import Names, build_names, frame_namespaces
 from gradcheck_cli.sites import nearest_user_frame
 from gradcheck_cli.tracking import Tracker
+from gradcheck_cli.unregistered import UnregisteredCheck
 from gradcheck_cli.zero_check import ZeroCheck
 
 _TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__)) + os.sep
@@ -89,6 +90,7 @@ class Session:
         self.zero_check = ZeroCheck(self.tracker, self.book, self.config.zero_atol)
         self.expectations = Expectations()
         self.tracker.is_held = self._held_untrained
+        self.unregistered = UnregisteredCheck(self.tracker)
         self.pid = os.getpid()
         self.parent_pid: int | None = None  # set in a forked worker
         self._active = False
@@ -163,6 +165,7 @@ class Session:
             self.instruments.remove()
         if self.tracker.grad_reads:
             explain_grad_reads(self.tracker, self._names, self.book)
+        self.unregistered.flush(self.book)
 
     def _retire(self) -> None:
         self.instruments.retire()
@@ -323,7 +326,11 @@ class Session:
         frame = nearest_user_frame()
         main = sys.modules.get("__main__")
         main_globals = vars(main) if main is not None else None
-        names = build_names(frame_namespaces(frame, main_globals), self._ran.values())
+        names = build_names(
+            frame_namespaces(frame, main_globals),
+            self._ran.values(),
+            keep_non_leaf=lambda t: self.tracker.made_from.get(t) is not None,
+        )
         del frame
         self._names = names
         self._note_jit(names)

@@ -421,6 +421,8 @@ class CutTracker(TorchFunctionMode):
     ) -> Any:
         if kwargs is None:
             kwargs = {}
+        if torch.compiler.is_compiling():  # being traced into a compiled graph: stay out of it
+            return func(*args, **kwargs)
         tr = self.tracker
         special = _ROUTE.get(func)
         if special is None and not tr.suspended:

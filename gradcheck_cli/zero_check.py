@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from gradcheck_cli import fsdp, zeros
+from gradcheck_cli import compiled, fsdp, zeros
 from gradcheck_cli import model as m
 from gradcheck_cli.cutpath import zero_path
 from gradcheck_cli.diagnose import Result
@@ -106,7 +106,7 @@ class ZeroCheck:
         if probe is None:
             self.pending[name] = (lost, index)
             return None
-        culprit = attribute().culprit(t)
+        culprit = compiled.explain(attribute().culprit(t), names, t)
         raw = (
             self._culprit_raw(culprit, name, names, lost)
             if culprit is not None
