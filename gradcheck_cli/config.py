@@ -18,21 +18,31 @@ Names in ``expect``/``allow_none``/``allow_zero``/``frozen`` are matched by :fun
 from __future__ import annotations
 
 import difflib
-import json
-import math
 import os
 import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from importlib import resources
 from typing import Any
 
 import yaml
 
 from gradcheck_cli.errors import CommandError
 from gradcheck_cli.name_globs import match_names
-from gradcheck_cli.rules import RULES, ignorable
+from gradcheck_cli.options import (
+    Choice,
+    Count,
+    Ignorable,
+    Invalid,
+    Names,
+    Text,
+    Tolerance,
+    option,
+    options,
+    type_name,
+)
+from gradcheck_cli.options import schema as options_schema
+from gradcheck_cli.rules import RULES
 from gradcheck_cli.toml_positions import Position, toml_positions
 
 if sys.version_info >= (3, 11):
@@ -47,10 +57,6 @@ CONFIG_ENV = "GRADCHECK_CONFIG"
 CONFIG_FILES = ("gradcheck.yaml", ".gradcheck.yaml")
 PYPROJECT = "pyproject.toml"
 FAIL_ON = ("error", "warning", "never")
-NAME_KEYS = ("expect", "allow_none", "allow_zero", "frozen")
-LIST_KEYS = (*NAME_KEYS, "ignore")
-KEYS = (*NAME_KEYS, "steps", "stop_after", "zero_atol", "fail_on", "ignore", "script")
-IGNORABLE = tuple(ignorable())  # finding kinds, then rule ids
 
 
 class ConfigError(CommandError):
@@ -62,24 +68,113 @@ class ConfigError(CommandError):
         self.location = location
 
 
-# The default check window: structural bugs (a detach, no_grad, a frozen or unused layer, an
-# optimizer that misses parameters) show in the first backward calls; after the window the
-# instrumentation is switched off so training runs at full speed. `steps: all` checks every call.
-DEFAULT_STEPS = 10
+DEFAULT_STEPS = 10  # backward calls checked by default (`steps`)
 
 
+_NAMES_DOC = (
+    "`*` may span dots (`model.encoder.*`); `[0]` is matched literally (`model.blocks[0].weight`)."
+)
+
+
+# Every config key is one field below, declared once (gradcheck_cli/options.py): its kind (which
+# values it takes, and its JSON Schema), default, title and description (the schema), --help line
+# (`gradcheck run`) and comment (`gradcheck init`). Adding a key: one `option(...)` field, then its
+# use (ARCHITECTURE.md). The order is the order of the schema, the JSON report and `init`.
 @dataclass
 class Config:
-    steps: int | str = DEFAULT_STEPS  # backward calls checked: the first N, or "all"
-    fail_on: str = "error"  # error | warning | never
-    zero_atol: float = 0.0
-    expect: list[str] = field(default_factory=list)
-    ignore: list[str] = field(default_factory=list)  # finding kinds or rule ids
-    allow_none: list[str] = field(default_factory=list)
-    allow_zero: list[str] = field(default_factory=list)
-    frozen: list[str] = field(default_factory=list)
-    stop_after: int | None = None
-    script: str | None = None  # the script this config was written for (relative to the file)
+    expect: list[str] = option(
+        Names(),
+        [],
+        title="Expected to get a gradient",
+        doc="Parameters (names or globs) that must receive a gradient; an entry that matches no "
+        "parameter is an error. " + _NAMES_DOC,
+        help="Name or glob that must receive a non-zero gradient (repeatable).",
+        template="names or globs that must receive a non-zero gradient",
+    )
+    allow_none: list[str] = option(
+        Names(),
+        [],
+        title="Allowed to get no gradient",
+        doc="Parameters (names or globs) that may end a step without a gradient (grad is None) "
+        "without a finding.",
+        help="Name or glob allowed to get no gradient (repeatable).",
+        template="may get no gradient",
+    )
+    allow_zero: list[str] = option(
+        Names(),
+        [],
+        title="Allowed an all-zero gradient",
+        doc="Parameters (names or globs) whose gradient may be all zero without a finding.",
+        help="Name or glob allowed to get an all-zero gradient (repeatable).",
+        template="may get an all-zero gradient",
+    )
+    frozen: list[str] = option(
+        Names(),
+        [],
+        title="Frozen on purpose",
+        doc="Parameters (names or globs) that are deliberately not trained; they are not "
+        "reported as missing a gradient.",
+        help="Name or glob that must stay frozen (repeatable).",
+        template="must NOT require grad (catches a freeze that silently failed)",
+    )
+    # The check window: structural bugs (a detach, no_grad, a frozen or unused layer, an optimizer
+    # that misses parameters) show in the first backward calls; after the window the
+    # instrumentation is switched off so training runs at full speed.
+    steps: int | str = option(
+        Count("all"),
+        DEFAULT_STEPS,
+        title="Backward calls to check",
+        doc="Check the first N backward() calls (default 10; afterwards the instrumentation is "
+        "switched off), or every one with 'all'.",
+        help="Which backward calls to check: N (the first N) or 'all'.",
+        template="backward calls to check: the first N, or all",
+    )
+    stop_after: int | None = option(
+        Count(),
+        None,
+        title="Stop the script after N steps",
+        doc="Stop the training script after N backward() calls (null: let it run to the end).",
+        help="End the script after N checked backward calls.",
+        template="end the script after N checked backward calls (fast CI)",
+        example=1,
+    )
+    zero_atol: float = option(
+        Tolerance(),
+        0.0,
+        title="Zero tolerance",
+        doc="A gradient whose norm is at most this is treated as all zero.",
+        help="A gradient with max |g| <= this counts as zero.",
+        template="max |g| that still counts as zero",
+    )
+    fail_on: str = option(
+        Choice(*FAIL_ON),
+        "error",
+        title="Findings that fail the run",
+        doc="Exit 1 on findings of this severity or worse: 'error' (errors only), 'warning' "
+        "(warnings and errors), 'never' (always exit 0 for findings).",
+        help="error (default), warning or never.",
+        template="error | warning | never",
+    )
+    ignore: list[str] = option(
+        Ignorable(),
+        [],
+        title="Ignored findings",
+        doc="Finding kinds (e.g. unused_parameter) or rule ids (e.g. GC120) that are not reported.",
+        help="Finding kind or rule id to ignore (repeatable).",
+        template="finding kinds or rule ids, e.g. unused_parameter or GC120",
+    )
+    script: str | None = option(
+        Text("a path (or module name)"),
+        None,
+        title="The script this config was written for",
+        doc="Path relative to this file (or a module name for -m), written by `gradcheck init`. "
+        "When this config is discovered (not named with --config or $GRADCHECK_CONFIG) and "
+        "another script runs, names that match no parameter are warnings instead of errors.",
+        help=None,
+        template="the script this config is for",
+        example="train.py",
+    )
+    # Where the values came from (not config keys: no `option`).
     source: str | None = field(default=None, compare=False)
     # "steps" -> where its value is; "expect[2]" -> where that entry is; (line, column), 1-based
     positions: dict[str, Position] = field(default_factory=dict, compare=False, repr=False)
@@ -113,6 +208,10 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         return {key: _copy(getattr(self, key)) for key in KEYS}
+
+
+OPTIONS = options(Config)  # key -> Option, in declaration order
+KEYS = tuple(OPTIONS)
 
 
 def _copy(value: Any) -> Any:
@@ -215,132 +314,18 @@ def _build(entries: list[_Entry], source: str) -> Config:
             raise ConfigError(f"unknown key {shown} ({hint})", _location(source, entry.key_at))
         if entry.value_at is not None:
             positions[key] = entry.value_at
-        listed = key in LIST_KEYS and isinstance(entry.value, (str, list))
+        listed = isinstance(OPTIONS[key].kind, Names) and isinstance(entry.value, (str, list))
         for index, at in enumerate(entry.items_at if listed else []):
             if at is not None:
                 positions[f"{key}[{index}]"] = at
         try:
-            values[key] = _coerce(key, entry.value)
-        except _Invalid as e:
+            values[key] = OPTIONS[key].coerce(entry.value)
+        except Invalid as e:
             at = entry.value_at
             if e.index is not None and e.index < len(entry.items_at):
                 at = entry.items_at[e.index] or at
             raise ConfigError(e.detail, _location(source, at)) from None
     return Config(**values, source=source, positions=positions)
-
-
-# -- values --------------------------------------------------------------------------------------
-
-
-class _Invalid(Exception):
-    def __init__(self, detail: str, index: int | None = None) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.index = index
-
-
-def _coerce(key: str, value: Any) -> Any:
-    if value is None:
-        return getattr(Config(), key)
-    if key in NAME_KEYS:
-        return _strings(key, value, "names or globs", "a name or glob")
-    if key == "ignore":
-        entries = _strings(key, value, "finding kinds or rule ids", "a finding kind or rule id")
-        for index, entry in enumerate(entries):
-            _check_ignorable(entry, index)
-        return entries
-    if key == "steps":
-        if value == "all":
-            return "all"
-        n = _positive_int(value)
-        if n is None:
-            raise _Invalid(f"'steps' must be a positive integer or 'all', not {_show(value)}")
-        return n
-    if key == "stop_after":
-        n = _positive_int(value)
-        if n is None:
-            raise _Invalid(f"'stop_after' must be a positive integer, not {_show(value)}")
-        return n
-    if key == "zero_atol":
-        number: float | None = None
-        # YAML 1.1 reads `1e-6` (no dot) as a string, so numeric strings are accepted.
-        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
-            try:
-                number = float(value)
-            except (ValueError, OverflowError):
-                number = None
-        if number is None or not math.isfinite(number) or number < 0:
-            raise _Invalid(f"'zero_atol' must be a number >= 0, not {_show(value)}")
-        return number
-    if key == "script":
-        if not isinstance(value, str) or not value:
-            raise _Invalid(f"'script' must be a path (or module name), not {_show(value)}")
-        return value
-    if key == "fail_on":
-        if value in FAIL_ON:
-            return value
-        choices = ", ".join(repr(c) for c in FAIL_ON)
-        detail = f"'fail_on' must be one of {choices}, not {_show(value)}"
-        close = difflib.get_close_matches(value, FAIL_ON, n=1) if isinstance(value, str) else []
-        raise _Invalid(detail + (f" (did you mean {close[0]!r}?)" if close else ""))
-    raise KeyError(key)
-
-
-def _strings(key: str, value: Any, plural: str, singular: str) -> list[str]:
-    if isinstance(value, str):
-        value = [value]
-    elif not isinstance(value, (list, tuple)):
-        raise _Invalid(f"{key!r} must be a list of strings ({plural}), not {_type_name(value)}")
-    for index, item in enumerate(value):
-        if not isinstance(item, str):
-            raise _Invalid(
-                f"'{key}[{index}]' must be a string ({singular}), not {_type_name(item)}", index
-            )
-        if not item:
-            raise _Invalid(f"'{key}[{index}]' must not be empty", index)
-    return list(value)
-
-
-def _check_ignorable(entry: str, index: int) -> None:
-    if entry in IGNORABLE:
-        return
-    ids = {rule.id for rule in RULES.values()}
-    if entry.upper() in ids:
-        close = [entry.upper()]
-    else:
-        close = difflib.get_close_matches(entry.replace("-", "_").lower(), IGNORABLE, n=1)
-    hint = f"did you mean {close[0]!r}?" if close else f"kinds: {', '.join(RULES)}"
-    raise _Invalid(
-        f"'ignore' entry {entry!r} is neither a finding kind nor a rule id ({hint})", index
-    )
-
-
-def _positive_int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, str) and value.isascii() and value.isdigit():
-        value = int(value)
-    if isinstance(value, int) and value >= 1:
-        return value
-    return None
-
-
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, (list, tuple)):
-        return "list"
-    if isinstance(value, dict):
-        return "mapping"
-    return type(value).__name__
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (str, int, float)):
-        return repr(value)
-    return _type_name(value)
 
 
 # -- command line --------------------------------------------------------------------------------
@@ -359,8 +344,8 @@ def apply_overrides(config: Config, **cli_values: Any) -> Config:
         if value is None:
             continue
         try:
-            changes[key] = _coerce(key, value)
-        except _Invalid as e:
+            changes[key] = OPTIONS[key].coerce(value)
+        except Invalid as e:
             raise ConfigError(e.detail, _option(key)) from None
         for name in [k for k in positions if k == key or k.startswith(key + "[")]:
             del positions[name]  # the value no longer comes from the file
@@ -390,7 +375,7 @@ def _yaml_entries(text: str, source: str) -> list[_Entry]:
                 return []  # an empty file (or only comments)
             _check_tags(root, source)
             if not isinstance(root, yaml.MappingNode):
-                kind = _type_name(_construct(loader, root, source))
+                kind = type_name(_construct(loader, root, source))
                 raise ConfigError(
                     f"the config must be a mapping of keys to values, not {kind}",
                     _location(source, _mark(root)),
@@ -511,7 +496,7 @@ def _pyproject_entries(text: str, source: str, *, required: bool) -> list[_Entry
             raise ConfigError("no [tool.gradcheck] table", _shown(source))
         return None
     if not isinstance(table, dict):
-        raise ConfigError(f"must be a table, not {_type_name(table)}", _location(source, None))
+        raise ConfigError(f"must be a table, not {type_name(table)}", _location(source, None))
     spots = toml_positions(text)
     entries = []
     for key, value in table.items():
@@ -597,12 +582,17 @@ def _closest(pattern: str, names: Sequence[str], n: int = 3, cutoff: float = 0.6
 def config_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of a config file, for editors and validators.
 
-    The packaged file leaves the ignorable kinds out: they come from the kinds registry.
+    Generated from the ``Config`` fields (and the kinds registry for ``ignore``) each time: it is
+    never stale, and adding a key or a kind needs no second edit.
     """
-    schema = resources.files("gradcheck_cli").joinpath("schemas/config.schema.json")
-    data = json.loads(schema.read_text(encoding="utf-8"))
-    data["$defs"]["ignorable"]["enum"] = list(IGNORABLE)
-    return data
+    head = {
+        "$id": "https://gradcheck.invalid/schemas/config-1.json",
+        "title": "gradcheck configuration",
+        "description": "Settings for `gradcheck run`, read from gradcheck.yaml, .gradcheck.yaml, "
+        "$GRADCHECK_CONFIG or the [tool.gradcheck] table of pyproject.toml. Command-line options "
+        "win over these. A key set to null takes its default.",
+    }
+    return options_schema(OPTIONS, head)
 
 
 __all__ = [
@@ -610,6 +600,7 @@ __all__ = [
     "CONFIG_FILES",
     "FAIL_ON",
     "KEYS",
+    "OPTIONS",
     "Config",
     "ConfigError",
     "apply_overrides",
