@@ -182,6 +182,8 @@ def test_a_key_declared_once_reaches_schema_template_and_command_line(
     overrides, paths = run_options.split_values(seen)
     assert (overrides["patience"], overrides["expect"], paths["json"]) == ("4", ["a"], "r.json")
     assert table["patience"].coerce(overrides["patience"]) == 4
+    # An option not given keeps the file's value, also when it comes as an empty list.
+    assert run_options.split_values({"expect": [], "json_path": None})[0]["expect"] is None
 
 
 def test_run_has_one_option_per_key_and_report_file() -> None:
