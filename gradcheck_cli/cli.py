@@ -109,6 +109,10 @@ def _script_argument(help: str) -> Any:
     return Annotated[str | None, typer.Argument(metavar="SCRIPT", help=help, show_default=False)]
 
 
+RunScript = _script_argument(
+    "The script (or directory with __main__.py) to run, then its arguments."
+)
+InitScript = _script_argument("The script to run up to its first backward(), then its arguments.")
 # Shared by `run` and `init`.
 ModuleOption = Annotated[
     str | None,
@@ -128,9 +132,7 @@ ModuleOption = Annotated[
 @with_table_options
 def run(
     ctx: typer.Context,
-    script: _script_argument(
-        "The script (or directory with __main__.py) to run, then its arguments."
-    ) = None,
+    script: RunScript = None,
     module: ModuleOption = None,
     config_path: Annotated[
         str | None,
@@ -184,9 +186,7 @@ def run(
 @app.command(context_settings=_RUN_SETTINGS, cls=SectionedCommand)
 def init(
     ctx: typer.Context,
-    script: _script_argument(
-        "The script to run up to its first backward(), then its arguments."
-    ) = None,
+    script: InitScript = None,
     module: ModuleOption = None,
     output: Annotated[
         str, Opt("--output", "-o", metavar="PATH", help="Where to write the config.")

@@ -37,6 +37,8 @@ from gradcheck_cli.options import (
     Names,
     Text,
     Tolerance,
+    did_you_mean,
+    names,
     option,
     options,
     type_name,
@@ -71,52 +73,23 @@ class ConfigError(CommandError):
 DEFAULT_STEPS = 10  # backward calls checked by default (`steps`)
 
 
-_NAMES_DOC = (
-    "`*` may span dots (`model.encoder.*`); `[0]` is matched literally (`model.blocks[0].weight`)."
-)
-
-
 # Every config key is one field below, declared once (gradcheck_cli/options.py): its kind (which
 # values it takes, and its JSON Schema), default, title and description (the schema), --help line
 # (`gradcheck run`) and comment (`gradcheck init`). Adding a key: one `option(...)` field, then its
 # use (ARCHITECTURE.md). The order is the order of the schema, the JSON report and `init`.
 @dataclass
 class Config:
-    expect: list[str] = option(
-        Names(),
-        [],
-        title="Expected to get a gradient",
-        doc="Parameters (names or globs) that must receive a gradient; an entry that matches no "
-        "parameter is an error. " + _NAMES_DOC,
-        help="Name or glob that must receive a non-zero gradient (repeatable).",
-        template="names or globs that must receive a non-zero gradient",
+    expect: list[str] = names(
+        "Expected to get a gradient",
+        "must receive a non-zero gradient",
+        " An entry that matches no parameter is an error. `*` may span dots (`model.encoder.*`);"
+        " `[0]` is matched literally (`model.blocks[0].weight`).",
     )
-    allow_none: list[str] = option(
-        Names(),
-        [],
-        title="Allowed to get no gradient",
-        doc="Parameters (names or globs) that may end a step without a gradient (grad is None) "
-        "without a finding.",
-        help="Name or glob allowed to get no gradient (repeatable).",
-        template="may get no gradient",
+    allow_none: list[str] = names(
+        "Allowed to get no gradient", "may get no gradient (grad is None)"
     )
-    allow_zero: list[str] = option(
-        Names(),
-        [],
-        title="Allowed an all-zero gradient",
-        doc="Parameters (names or globs) whose gradient may be all zero without a finding.",
-        help="Name or glob allowed to get an all-zero gradient (repeatable).",
-        template="may get an all-zero gradient",
-    )
-    frozen: list[str] = option(
-        Names(),
-        [],
-        title="Frozen on purpose",
-        doc="Parameters (names or globs) that are deliberately not trained; they are not "
-        "reported as missing a gradient.",
-        help="Name or glob that must stay frozen (repeatable).",
-        template="must NOT require grad (catches a freeze that silently failed)",
-    )
+    allow_zero: list[str] = names("Allowed an all-zero gradient", "may get an all-zero gradient")
+    frozen: list[str] = names("Frozen on purpose", "must stay frozen (requires_grad=False)")
     # The check window: structural bugs (a detach, no_grad, a frozen or unused layer, an optimizer
     # that misses parameters) show in the first backward calls; after the window the
     # instrumentation is switched off so training runs at full speed.
@@ -309,8 +282,7 @@ def _build(entries: list[_Entry], source: str) -> Config:
         key = entry.key
         if key not in KEYS:
             shown = repr(key) if isinstance(key, str) else str(key)
-            close = difflib.get_close_matches(str(key), KEYS, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(KEYS)}"
+            hint = did_you_mean(str(key), KEYS) or f"known keys: {', '.join(KEYS)}"
             raise ConfigError(f"unknown key {shown} ({hint})", _location(source, entry.key_at))
         if entry.value_at is not None:
             positions[key] = entry.value_at
@@ -340,7 +312,8 @@ def apply_overrides(config: Config, **cli_values: Any) -> Config:
     positions = dict(config.positions)
     for key, value in cli_values.items():
         if key not in KEYS:
-            raise TypeError(f"apply_overrides() got an unknown config key {key!r}")
+            hint = did_you_mean(key, KEYS) or f"known keys: {', '.join(KEYS)}"
+            raise TypeError(f"unknown config key {key!r} ({hint})")
         if value is None:
             continue
         try:

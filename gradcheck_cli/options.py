@@ -268,6 +268,19 @@ def option(kind: ValueKind, default: Any, **about: Any) -> Any:
     return field(default=default, metadata=meta)
 
 
+def names(title: str, rule: str, more: str = "") -> Any:
+    """A names-or-globs key: its schema description, ``--help`` line and ``init`` comment all say
+    which parameters ``rule`` (``"must receive a non-zero gradient"``)."""
+    return option(
+        Names(),
+        [],
+        title=title,
+        doc=f"Parameters (names or globs) that {rule}.{more}",
+        help=f"Name or glob that {rule} (repeatable).",
+        template=f"names or globs that {rule}",
+    )
+
+
 def options(config_class: type) -> dict[str, Option]:
     """The options a config dataclass declares, in declaration order, by key."""
     found: dict[str, Option] = {}
