@@ -173,7 +173,7 @@ class Config:
         """
         base = key.partition("[")[0]
         if base in self.from_cli:
-            return _option(base)
+            return OPTIONS[base].flag
         position = self.positions.get(key)
         if position is None and key.endswith("]"):
             position = self.positions.get(base)
@@ -319,15 +319,11 @@ def apply_overrides(config: Config, **cli_values: Any) -> Config:
         try:
             changes[key] = OPTIONS[key].coerce(value)
         except Invalid as e:
-            raise ConfigError(e.detail, _option(key)) from None
+            raise ConfigError(e.detail, OPTIONS[key].flag) from None
         for name in [k for k in positions if k == key or k.startswith(key + "[")]:
             del positions[name]  # the value no longer comes from the file
     from_cli = config.from_cli | frozenset(changes)
     return replace(config, **changes, positions=positions, from_cli=from_cli)
-
-
-def _option(key: str) -> str:
-    return "--" + key.replace("_", "-")
 
 
 # -- YAML ----------------------------------------------------------------------------------------

@@ -207,6 +207,23 @@ def test_module_args_split_after_any_value_option() -> None:
     assert split(argv, command) == [*argv[:5], "--", "--lr", "3"]
 
 
+def test_notebook_magic_takes_the_same_config_options() -> None:
+    from gradcheck_cli.magic import parse_options
+
+    parsed = parse_options(
+        "--stop-after 2 --expect a --expect 'b.*' --zero-atol 1e-6 --json r.json"
+    )
+    assert (parsed["stop_after"], parsed["expect"], parsed["zero_atol"]) == (
+        "2",
+        ["a", "b.*"],
+        "1e-6",
+    )
+    assert parsed["json_path"] == "r.json"
+    assert {k for k, o in OPTIONS.items() if o.help} <= set(parsed)
+    config = apply_overrides(Config(), **{k: parsed[k] for k in OPTIONS if k in parsed})
+    assert (config.stop_after, config.expect, config.zero_atol) == (2, ["a", "b.*"], 1e-6)
+
+
 def test_init_template_lists_every_other_key_with_its_default() -> None:
     lines = template_lines(OPTIONS, skip=WRITTEN_HERE)
     listed = {line.lstrip("# ").split(":")[0] for line in lines}
