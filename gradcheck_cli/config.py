@@ -4,13 +4,14 @@ A config comes from the first of: an explicit path, ``$GRADCHECK_CONFIG``, ``./g
 ``./.gradcheck.yaml``, the ``[tool.gradcheck]`` table of ``./pyproject.toml``; else the defaults.
 Command-line values then win over the file (:func:`apply_overrides`).
 
-YAML is read with ``yaml.safe_load`` semantics only (the SafeLoader's constructors; any other tag is
-refused before anything is constructed). Every problem raises :class:`ConfigError` with one line
-that starts with where it is: ``gradcheck.yaml:4:1: unknown key 'expct' (did you mean 'expect'?)``,
-or ``pyproject.toml [tool.gradcheck]:7: ...`` (TOML positions are found by scanning, lines only).
+Files are read by ``config_files.py`` (YAML with ``yaml.safe_load`` semantics only). Every problem
+raises :class:`ConfigError` with one line that starts with where it is:
+``gradcheck.yaml:4:1: unknown key 'expct' (did you mean 'expect'?)``, or
+``pyproject.toml [tool.gradcheck]:7: ...`` (TOML positions are found by scanning, lines only).
 
 A key set to null (``expect:`` with nothing after it) takes its default. A single string is accepted
-where a list of strings is expected.
+where a list of strings is expected. Each key's values are checked by its declaration on
+:class:`Config` (``options.py``), the same declaration that generates :func:`config_schema`.
 
 Names in ``expect``/``allow_none``/``allow_zero``/``frozen`` are matched by :func:`match_names`.
 """
@@ -20,14 +21,19 @@ from __future__ import annotations
 import difflib
 import os
 import re
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import yaml
-
-from gradcheck_cli.errors import CommandError
+from gradcheck_cli.config_files import (
+    ConfigError,
+    Entry,
+    is_toml,
+    location,
+    pyproject_entries,
+    read_text,
+    yaml_entries,
+)
 from gradcheck_cli.name_globs import match_names
 from gradcheck_cli.options import (
     Choice,
@@ -41,33 +47,15 @@ from gradcheck_cli.options import (
     names,
     option,
     options,
-    type_name,
 )
 from gradcheck_cli.options import schema as options_schema
 from gradcheck_cli.rules import RULES
-from gradcheck_cli.toml_positions import Position, toml_positions
-
-if sys.version_info >= (3, 11):
-    import tomllib as _toml
-else:  # pragma: no cover - Python 3.10
-    try:
-        import tomli as _toml
-    except ModuleNotFoundError:
-        _toml = None
+from gradcheck_cli.toml_positions import Position
 
 CONFIG_ENV = "GRADCHECK_CONFIG"
 CONFIG_FILES = ("gradcheck.yaml", ".gradcheck.yaml")
 PYPROJECT = "pyproject.toml"
 FAIL_ON = ("error", "warning", "never")
-
-
-class ConfigError(CommandError):
-    """A config value gradcheck cannot use (exit 2); ``message`` is ``<location>: <detail>``."""
-
-    def __init__(self, detail: str, location: str = "") -> None:
-        super().__init__(f"{location}: {detail}" if location else detail)
-        self.detail = detail
-        self.location = location
 
 
 DEFAULT_STEPS = 10  # backward calls checked by default (`steps`)
@@ -177,7 +165,7 @@ class Config:
         position = self.positions.get(key)
         if position is None and key.endswith("]"):
             position = self.positions.get(base)
-        return _location(self.source, position)
+        return location(self.source, position)
 
     def to_dict(self) -> dict[str, Any]:
         return {key: _copy(getattr(self, key)) for key in KEYS}
@@ -222,7 +210,7 @@ def load_config(
             return replace(_load_file(candidate, ""), discovered=True)
     candidate = resolve(PYPROJECT)
     if os.path.isfile(candidate):
-        entries = _pyproject_entries(_read(candidate), candidate, required=False)
+        entries = pyproject_entries(read_text(candidate), candidate, required=False)
         if entries is not None:
             return replace(_build(entries, candidate), discovered=True)
     return Config()
@@ -247,35 +235,16 @@ def _load_file(path: str, missing: str) -> Config:
         raise ConfigError(missing)
     if os.path.isdir(path):
         raise ConfigError(f"config file is a directory: {path}")
-    text = _read(path)
-    if _is_toml(path):
-        entries = _pyproject_entries(text, path, required=True)
+    text = read_text(path)
+    if is_toml(path):
+        entries = pyproject_entries(text, path, required=True)
         assert entries is not None
     else:
-        entries = _yaml_entries(text, path)
+        entries = yaml_entries(text, path)
     return _build(entries, path)
 
 
-def _read(path: str) -> str:
-    try:
-        with open(path, encoding="utf-8-sig") as f:
-            return f.read()
-    except UnicodeDecodeError:
-        raise ConfigError("cannot read the config: it is not UTF-8 text", _shown(path)) from None
-    except OSError as e:
-        raise ConfigError(f"cannot read config file {path}: {e.strerror or e}") from None
-
-
-@dataclass
-class _Entry:
-    key: Any
-    value: Any
-    key_at: Position | None
-    value_at: Position | None
-    items_at: list[Position | None]  # where each list entry is (a lone string counts as one)
-
-
-def _build(entries: list[_Entry], source: str) -> Config:
+def _build(entries: list[Entry], source: str) -> Config:
     values: dict[str, Any] = {}
     positions: dict[str, Position] = {}
     for entry in entries:
@@ -283,7 +252,7 @@ def _build(entries: list[_Entry], source: str) -> Config:
         if key not in KEYS:
             shown = repr(key) if isinstance(key, str) else str(key)
             hint = did_you_mean(str(key), KEYS) or f"known keys: {', '.join(KEYS)}"
-            raise ConfigError(f"unknown key {shown} ({hint})", _location(source, entry.key_at))
+            raise ConfigError(f"unknown key {shown} ({hint})", location(source, entry.key_at))
         if entry.value_at is not None:
             positions[key] = entry.value_at
         listed = isinstance(OPTIONS[key].kind, Names) and isinstance(entry.value, (str, list))
@@ -296,7 +265,7 @@ def _build(entries: list[_Entry], source: str) -> Config:
             at = entry.value_at
             if e.index is not None and e.index < len(entry.items_at):
                 at = entry.items_at[e.index] or at
-            raise ConfigError(e.detail, _location(source, at)) from None
+            raise ConfigError(e.detail, location(source, at)) from None
     return Config(**values, source=source, positions=positions)
 
 
@@ -324,183 +293,6 @@ def apply_overrides(config: Config, **cli_values: Any) -> Config:
             del positions[name]  # the value no longer comes from the file
     from_cli = config.from_cli | frozenset(changes)
     return replace(config, **changes, positions=positions, from_cli=from_cli)
-
-
-# -- YAML ----------------------------------------------------------------------------------------
-
-_YAML_TAG = "tag:yaml.org,2002:"
-_SAFE_TAGS = frozenset(t for t in yaml.SafeLoader.yaml_constructors if t is not None) | {
-    _YAML_TAG + "merge"
-}
-
-
-def _yaml_entries(text: str, source: str) -> list[_Entry]:
-    loader: yaml.SafeLoader | None = None
-    try:
-        try:
-            loader = yaml.SafeLoader(text)  # the Reader already refuses control characters
-            root = loader.get_single_node()
-            if root is None:
-                return []  # an empty file (or only comments)
-            _check_tags(root, source)
-            if not isinstance(root, yaml.MappingNode):
-                kind = type_name(_construct(loader, root, source))
-                raise ConfigError(
-                    f"the config must be a mapping of keys to values, not {kind}",
-                    _location(source, _mark(root)),
-                )
-            first_at: dict[Any, Position] = {}
-            for key_node, _ in root.value:
-                if key_node.tag == _YAML_TAG + "merge":
-                    continue
-                key = _construct(loader, key_node, source)
-                if _hashable(key) and key in first_at:
-                    line = first_at[key][0]
-                    raise ConfigError(
-                        f"duplicate key {key!r} (first set on line {line})",
-                        _location(source, _mark(key_node)),
-                    )
-                if _hashable(key):
-                    first_at[key] = _mark(key_node)
-            loader.flatten_mapping(root)  # `<<: *defaults` merges, as safe_load does
-            entries: dict[Any, _Entry] = {}
-            for key_node, value_node in root.value:
-                key = _construct(loader, key_node, source)
-                value = _construct(loader, value_node, source)
-                if isinstance(value_node, yaml.SequenceNode):
-                    items_at: list[Position | None] = [_mark(n) for n in value_node.value]
-                else:
-                    items_at = [_mark(value_node)]
-                entry = _Entry(key, value, _mark(key_node), _mark(value_node), items_at)
-                entries[key if _hashable(key) else id(key_node)] = entry
-            return list(entries.values())
-        except yaml.MarkedYAMLError as e:
-            mark = e.problem_mark or e.context_mark
-            at = (mark.line + 1, mark.column + 1) if mark is not None else None
-            problem = e.problem or e.context or "unreadable"
-            if e.context and problem.startswith("but "):  # "expected ..., but found ..."
-                problem = f"{e.context}, {problem}"
-            if problem.endswith("but got '['"):  # `expect: [model.blocks[0].weight]`
-                problem += " (quote a name that holds brackets: 'model.blocks[0].weight')"
-            raise ConfigError(f"invalid YAML: {problem}", _location(source, at)) from None
-        except yaml.reader.ReaderError as e:
-            line = text.count("\n", 0, e.position) + 1
-            column = e.position - (text.rfind("\n", 0, e.position) + 1) + 1
-            detail = f"invalid YAML: unacceptable character #x{e.character:04x}: {e.reason}"
-            raise ConfigError(detail, _location(source, (line, column))) from None
-        except yaml.YAMLError as e:
-            raise ConfigError(f"invalid YAML: {' '.join(str(e).split())}", _shown(source)) from None
-    finally:
-        if loader is not None:
-            loader.dispose()
-
-
-def _construct(loader: yaml.SafeLoader, node: yaml.Node, source: str) -> Any:
-    try:
-        return loader.construct_object(node, deep=True)
-    except (ValueError, TypeError, OverflowError) as e:  # e.g. `!!int abc`
-        raise ConfigError(f"invalid YAML: {e}", _location(source, _mark(node))) from None
-
-
-def _check_tags(root: yaml.Node, source: str) -> None:
-    """Refuse tags the SafeLoader does not know (``!!python/object:...``) before constructing."""
-    seen: set[int] = set()
-    stack = [root]
-    while stack:
-        node = stack.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        if node.tag not in _SAFE_TAGS:
-            tag = node.tag.replace(_YAML_TAG, "!!", 1)
-            raise ConfigError(
-                f"unsupported YAML tag {tag!r} (a config holds only plain strings, numbers, "
-                "booleans, lists and mappings)",
-                _location(source, _mark(node)),
-            )
-        if isinstance(node, yaml.SequenceNode):
-            stack.extend(node.value)
-        elif isinstance(node, yaml.MappingNode):
-            for key_node, value_node in node.value:
-                stack.extend((key_node, value_node))
-
-
-def _mark(node: yaml.Node) -> Position:
-    return (node.start_mark.line + 1, node.start_mark.column + 1)
-
-
-def _hashable(value: Any) -> bool:
-    try:
-        hash(value)
-    except TypeError:
-        return False
-    return True
-
-
-# -- pyproject.toml ------------------------------------------------------------------------------
-
-
-def _pyproject_entries(text: str, source: str, *, required: bool) -> list[_Entry] | None:
-    """The ``[tool.gradcheck]`` table as entries; None if there is none and it is not required."""
-    if _toml is None:
-        if required:
-            raise ConfigError("reading TOML needs Python >= 3.11 or the 'tomli' package", source)
-        return None
-    try:
-        data = _toml.loads(text)
-    except _toml.TOMLDecodeError as e:
-        if not required and "gradcheck" not in text:
-            return None  # someone else's broken pyproject.toml
-        message = str(e)
-        at = re.search(r"\s*\(at line (\d+), column (\d+)\)$", message)
-        where = _shown(source)
-        if at:
-            message = message[: at.start()]
-            where = f"{where}:{at.group(1)}:{at.group(2)}"
-        raise ConfigError(f"invalid TOML: {message}", where) from None
-    tool = data.get("tool")
-    table = tool.get("gradcheck") if isinstance(tool, dict) else None
-    if table is None:
-        if required:
-            raise ConfigError("no [tool.gradcheck] table", _shown(source))
-        return None
-    if not isinstance(table, dict):
-        raise ConfigError(f"must be a table, not {type_name(table)}", _location(source, None))
-    spots = toml_positions(text)
-    entries = []
-    for key, value in table.items():
-        key_at, value_at, items_at = spots.get(key, (None, None, []))
-        entries.append(_Entry(key, value, key_at, value_at, list(items_at)))
-    return entries
-
-
-# -- locations -----------------------------------------------------------------------------------
-
-
-def _is_toml(path: str) -> bool:
-    return path.endswith(".toml")
-
-
-def _shown(path: str) -> str:
-    """``path`` relative to the working directory when it is below it (as a user would type it)."""
-    if os.path.isabs(path):
-        try:
-            relative = os.path.relpath(path)
-        except ValueError:  # another drive (Windows)
-            return path
-        if relative != os.pardir and not relative.startswith(os.pardir + os.sep):
-            return relative
-    return path
-
-
-def _location(source: str | None, position: Position | None) -> str:
-    if source is None:
-        return ""
-    shown = _shown(source)
-    if _is_toml(source):
-        shown = f"{shown} [tool.gradcheck]"
-        return f"{shown}:{position[0]}" if position else shown
-    return f"{shown}:{position[0]}:{position[1]}" if position else shown
 
 
 # -- names ---------------------------------------------------------------------------------------
