@@ -31,13 +31,6 @@ from gradcheck_cli.options import Count, option, options, schema, template_lines
 VALIDATOR = jsonschema.Draft202012Validator(config_schema())
 
 
-@pytest.fixture
-def here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("GRADCHECK_CONFIG", raising=False)
-    return tmp_path
-
-
 def _loader_accepts(path: Path, text: str) -> bool:
     path.write_text(text)
     try:
@@ -91,10 +84,10 @@ YAML_CASES = [
 
 
 @pytest.mark.parametrize(("text", "accepted"), YAML_CASES)
-def test_loader_and_schema_agree_on_yaml(here: Path, text: str, accepted: bool) -> None:
+def test_loader_and_schema_agree_on_yaml(tmp_path: Path, text: str, accepted: bool) -> None:
     data = yaml.safe_load(text)
     assert VALIDATOR.is_valid(data) is accepted, "schema"
-    assert _loader_accepts(here / "gradcheck.yaml", text + "\n") is accepted, "loader"
+    assert _loader_accepts(tmp_path / "gradcheck.yaml", text + "\n") is accepted, "loader"
 
 
 TOML_CASES = [
@@ -109,24 +102,24 @@ TOML_CASES = [
 
 
 @pytest.mark.parametrize(("text", "accepted"), TOML_CASES)
-def test_loader_and_schema_agree_on_toml(here: Path, text: str, accepted: bool) -> None:
+def test_loader_and_schema_agree_on_toml(tmp_path: Path, text: str, accepted: bool) -> None:
     import tomllib
 
     document = f"[tool.gradcheck]\n{text}\n"
     data = tomllib.loads(document)["tool"]["gradcheck"]
     assert VALIDATOR.is_valid(data) is accepted, "schema"
-    assert _loader_accepts(here / "pyproject.toml", document) is accepted, "loader"
+    assert _loader_accepts(tmp_path / "pyproject.toml", document) is accepted, "loader"
 
 
-def test_nan_is_the_one_value_only_the_loader_refuses(here: Path) -> None:
+def test_nan_is_the_one_value_only_the_loader_refuses(tmp_path: Path) -> None:
     # JSON has no NaN, so a JSON Schema cannot speak of it (options.py says so).
     assert math.isnan(yaml.safe_load("zero_atol: .nan")["zero_atol"])
-    assert not _loader_accepts(here / "gradcheck.yaml", "zero_atol: .nan\n")
+    assert not _loader_accepts(tmp_path / "gradcheck.yaml", "zero_atol: .nan\n")
 
 
-def test_values_are_converted_as_the_schema_reads_them(here: Path) -> None:
-    (here / "gradcheck.yaml").write_text("steps: 10.0\nstop_after: '3'\nzero_atol: '1e-6'\n")
-    config = load_config()
+def test_values_are_converted_as_the_schema_reads_them(tmp_path: Path) -> None:
+    (tmp_path / "gradcheck.yaml").write_text("steps: 10.0\nstop_after: '3'\nzero_atol: '1e-6'\n")
+    config = load_config(str(tmp_path / "gradcheck.yaml"))
     assert (config.steps, config.stop_after, config.zero_atol) == (10, 3, 1e-6)
     assert isinstance(config.steps, int) and isinstance(config.stop_after, int)
 
