@@ -31,6 +31,8 @@ else:  # pragma: no cover - Python 3.10
 class ConfigError(CommandError):
     """A config value gradcheck cannot use (exit 2); ``message`` is ``<location>: <detail>``."""
 
+    __module__ = "gradcheck_cli.config"  # its public home: tracebacks name it as users import it
+
     def __init__(self, detail: str, location: str = "") -> None:
         super().__init__(f"{location}: {detail}" if location else detail)
         self.detail = detail
