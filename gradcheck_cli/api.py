@@ -14,7 +14,7 @@ import functools
 import io
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from gradcheck_cli import model as m
@@ -22,7 +22,6 @@ from gradcheck_cli.config import Config, apply_overrides, load_config
 from gradcheck_cli.errors import GradcheckExit
 
 F = TypeVar("F", bound=Callable[..., Any])
-_Names = Sequence[str] | str | None
 
 
 class GradcheckError(AssertionError):
@@ -239,26 +238,19 @@ def _caller_name(depth: int) -> str:
 def watch(
     config: str | os.PathLike[str] | Config | None = None,
     *,
-    expect: _Names = None,
-    allow_none: _Names = None,
-    allow_zero: _Names = None,
-    frozen: _Names = None,
-    ignore: _Names = None,
-    steps: int | str | None = None,
-    stop_after: int | None = None,
-    zero_atol: float | None = None,
-    fail_on: str | None = None,
     raise_on_findings: bool = False,
     show: bool = True,
     no_color: bool = False,
     verbose: bool = False,
     name: str | None = None,
+    **keys: Any,
 ) -> Watch:
     """Check every ``backward()`` run inside the ``with`` block, as ``gradcheck run`` does.
 
     ``config`` is a ``gradcheck.yaml`` / ``pyproject.toml`` path or a :class:`Config`; by default
-    the working directory's config is used, as by the CLI. The keyword arguments are the config
-    file's keys and replace its values. On exit the report is printed (``show=False`` to keep
+    the working directory's config is used, as by the CLI. The other keyword arguments are the
+    config file's keys (``expect=[...]``, ``steps=3``: ``gradcheck_cli.config.OPTIONS``) and
+    replace its values; an unknown one is a TypeError. On exit the report is printed (``show=False`` to keep
     quiet) and kept in ``.report``; ``raise_on_findings=True`` raises :class:`GradcheckError`
     when a finding fails the check (``fail_on``).
 
@@ -269,18 +261,7 @@ def watch(
             loss.backward()
         assert gc.report.ok, gc.report.to_json()
     """
-    cfg = resolve_config(
-        config,
-        expect=expect,
-        allow_none=allow_none,
-        allow_zero=allow_zero,
-        frozen=frozen,
-        ignore=ignore,
-        steps=steps,
-        stop_after=stop_after,
-        zero_atol=zero_atol,
-        fail_on=fail_on,
-    )
+    cfg = resolve_config(config, **keys)
     return Watch(
         cfg,
         name=name or _caller_name(2),

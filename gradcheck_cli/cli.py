@@ -31,6 +31,8 @@ from gradcheck_cli.errors import (
     CommandError,
 )
 from gradcheck_cli.help import SectionedCommand
+from gradcheck_cli.reporters import FORMATS, Format, choose_format, format_help
+from gradcheck_cli.run_options import split_values, with_table_options
 
 EPILOG = """
 \b
@@ -104,28 +106,35 @@ NoColorOption = Annotated[bool, Opt("--no-color", help="No colors (NO_COLOR is h
 _RUN_SETTINGS = {"allow_extra_args": True, "allow_interspersed_args": False}
 
 
-# Long only by its option declarations: Typer reads the options from this signature.
+def _script_argument(help: str) -> Any:
+    return Annotated[str | None, typer.Argument(metavar="SCRIPT", help=help, show_default=False)]
+
+
+RunScript = _script_argument(
+    "The script (or directory with __main__.py) to run, then its arguments."
+)
+InitScript = _script_argument("The script to run up to its first backward(), then its arguments.")
+# Shared by `run` and `init`.
+ModuleOption = Annotated[
+    str | None,
+    Opt(
+        "-m",
+        "--module",
+        metavar="MODULE",
+        help="Run a module as `python -m MODULE` does.",
+        show_default=False,
+    ),
+]
+
+
+# The config keys' options (--steps, --expect, ...) and the report files' (--json, ...) are added
+# to this signature from their tables (run_options.py); they arrive in **values.
 @app.command(context_settings=_RUN_SETTINGS, epilog=EPILOG, cls=SectionedCommand)
+@with_table_options
 def run(
     ctx: typer.Context,
-    script: Annotated[
-        str | None,
-        typer.Argument(
-            metavar="SCRIPT",
-            help="The script (or directory with __main__.py) to run, then its arguments.",
-            show_default=False,
-        ),
-    ] = None,
-    module: Annotated[
-        str | None,
-        Opt(
-            "-m",
-            "--module",
-            metavar="MODULE",
-            help="Run a module as `python -m MODULE` does.",
-            show_default=False,
-        ),
-    ] = None,
+    script: RunScript = None,
+    module: ModuleOption = None,
     config_path: Annotated[
         str | None,
         Opt(
@@ -135,122 +144,9 @@ def run(
             show_default=False,
         ),
     ] = None,
-    json_path: Annotated[
-        str | None,
-        Opt(
-            "--json",
-            metavar="PATH",
-            help="Write the JSON report (format 1) to this file.",
-            show_default=False,
-        ),
-    ] = None,
-    html_path: Annotated[
-        str | None,
-        Opt(
-            "--html",
-            metavar="PATH",
-            help="Write a self-contained HTML report (gradient flow, findings, cut paths) to this file.",
-            show_default=False,
-        ),
-    ] = None,
-    sarif_path: Annotated[
-        str | None,
-        Opt(
-            "--sarif",
-            metavar="PATH",
-            help="Write a SARIF 2.1.0 report (GitHub code scanning) to this file.",
-            show_default=False,
-        ),
-    ] = None,
     output_format: Annotated[
         str | None,
-        Opt(
-            "--format",
-            metavar="console|github",
-            help="console (default) or github (workflow annotations; automatic when GITHUB_ACTIONS=true).",
-            show_default=False,
-        ),
-    ] = None,
-    steps: Annotated[
-        str | None,
-        Opt(
-            "--steps",
-            metavar="N|all",
-            help="Which backward calls to check: N (the first N) or 'all'.",
-            show_default=False,
-        ),
-    ] = None,
-    stop_after: Annotated[
-        int | None,
-        Opt(
-            "--stop-after",
-            metavar="N",
-            help="End the script after N checked backward calls.",
-            show_default=False,
-        ),
-    ] = None,
-    expect: Annotated[
-        list[str] | None,
-        Opt(
-            "--expect",
-            metavar="GLOB",
-            help="Name or glob that must receive a non-zero gradient (repeatable).",
-            show_default=False,
-        ),
-    ] = None,
-    allow_none: Annotated[
-        list[str] | None,
-        Opt(
-            "--allow-none",
-            metavar="GLOB",
-            help="Name or glob allowed to get no gradient (repeatable).",
-            show_default=False,
-        ),
-    ] = None,
-    allow_zero: Annotated[
-        list[str] | None,
-        Opt(
-            "--allow-zero",
-            metavar="GLOB",
-            help="Name or glob allowed to get an all-zero gradient (repeatable).",
-            show_default=False,
-        ),
-    ] = None,
-    frozen: Annotated[
-        list[str] | None,
-        Opt(
-            "--frozen",
-            metavar="GLOB",
-            help="Name or glob that must stay frozen (repeatable).",
-            show_default=False,
-        ),
-    ] = None,
-    ignore: Annotated[
-        list[str] | None,
-        Opt(
-            "--ignore",
-            metavar="KIND",
-            help="Finding kind or rule id to ignore (repeatable).",
-            show_default=False,
-        ),
-    ] = None,
-    zero_atol: Annotated[
-        float | None,
-        Opt(
-            "--zero-atol",
-            metavar="X",
-            help="A gradient with max |g| <= this counts as zero.",
-            show_default=False,
-        ),
-    ] = None,
-    fail_on: Annotated[
-        str | None,
-        Opt(
-            "--fail-on",
-            metavar="error|warning|never",
-            help="error (default), warning or never.",
-            show_default=False,
-        ),
+        Opt("--format", metavar="|".join(FORMATS), help=format_help(), show_default=False),
     ] = None,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
@@ -271,29 +167,16 @@ def run(
             show_default=False,
         ),
     ] = None,
+    **values: Any,
 ) -> None:
     """Run SCRIPT [ARGS...] (or -m MODULE [ARGS...]) exactly as python would, and check every backward()."""
     target, args, as_module = _target(ctx, script, module)
     from gradcheck_cli.config import apply_overrides, for_script, load_config
 
-    config = apply_overrides(
-        load_config(config_path),
-        steps=steps,
-        stop_after=stop_after,
-        expect=expect or None,
-        allow_none=allow_none or None,
-        allow_zero=allow_zero or None,
-        frozen=frozen or None,
-        ignore=ignore or None,
-        zero_atol=zero_atol,
-        fail_on=fail_on,
-    )
+    overrides, paths = split_values(values)
+    config = apply_overrides(load_config(config_path), **overrides)
     config = for_script(config, target, as_module)
-    if output_format not in (None, "console", "github"):
-        raise CommandError(f"--format must be 'console' or 'github', not {output_format!r}")
-    github = output_format == "github" or (
-        output_format is None and os.environ.get("GITHUB_ACTIONS") == "true"
-    )
+    output = choose_format(output_format, os.environ)
     if nproc_per_node is not None:
         raise typer.Exit(_launch(ctx, nproc_per_node, target, args, as_module))
     code = execute(
@@ -301,10 +184,8 @@ def run(
         args,
         as_module,
         config,
-        json_path=json_path,
-        html_path=html_path,
-        sarif_path=sarif_path,
-        github=github,
+        paths=paths,
+        output=output,
         quiet=quiet,
         verbose=verbose,
         no_color=no_color,
@@ -329,24 +210,8 @@ def _launch(ctx: typer.Context, nproc: str, target: str, args: list[str], as_mod
 @app.command(context_settings=_RUN_SETTINGS, cls=SectionedCommand)
 def init(
     ctx: typer.Context,
-    script: Annotated[
-        str | None,
-        typer.Argument(
-            metavar="SCRIPT",
-            help="The script to run up to its first backward(), then its arguments.",
-            show_default=False,
-        ),
-    ] = None,
-    module: Annotated[
-        str | None,
-        Opt(
-            "-m",
-            "--module",
-            metavar="MODULE",
-            help="Run a module as `python -m MODULE` does.",
-            show_default=False,
-        ),
-    ] = None,
+    script: InitScript = None,
+    module: ModuleOption = None,
     output: Annotated[
         str, Opt("--output", "-o", metavar="PATH", help="Where to write the config.")
     ] = "gradcheck.yaml",
@@ -464,28 +329,25 @@ def execute(
     as_module: bool,
     config: Any,
     *,
-    json_path: str | None = None,
-    html_path: str | None = None,
-    sarif_path: str | None = None,
-    github: bool = False,
+    paths: dict[str, str | None] | None = None,
+    output: Format | None = None,
     quiet: bool = False,
     verbose: bool = False,
     no_color: bool = False,
 ) -> int:
-    """Run the target under a session, render the report(s), return the exit code."""
+    """Run the target under a session, render the report(s), return the exit code.
+
+    ``paths``: report files by reporter name (``{"json": "r.json"}``); ``output``: the format
+    written after the console report (reporters.py).
+    """
+    from gradcheck_cli.reporters import check_paths
     from gradcheck_cli.runner import ScriptRunner
 
+    paths = paths or {}
     runner = ScriptRunner(target, args, as_module=as_module)
     runner.prepare()  # bad input fails here, before torch is even imported
-    from gradcheck_cli.outputs import check_outputs
-
-    check_outputs({"--json": json_path, "--html": html_path, "--sarif": sarif_path})
-    outputs = {
-        "json_path": json_path,
-        "html_path": html_path,
-        "sarif_path": sarif_path,
-        "github": github,
-    }
+    check_paths(paths)
+    outputs = {"paths": paths, "output": output}
     shown = {"verbose": verbose, "quiet": quiet, "no_color": no_color}
     try:  # Ctrl-C while torch imports still gets its report (README: "also when interrupted")
         from gradcheck_cli import distributed
@@ -516,7 +378,7 @@ def execute(
     directory = None
     if world > 1:
         # Every rank checks itself; rank 0 alone merges and reports, so nothing interleaves.
-        directory = distributed.parts_dir(json_path)
+        directory = distributed.parts_dir(paths.get("json"))
         own = distributed.Part(report, session.sharded_names())
         if rank != 0:
             distributed.write_part(report, rank, directory, own.sharded)
@@ -585,10 +447,8 @@ def _finish(
     config: Any,
     stop: Any,
     *,
-    json_path: str | None,
-    html_path: str | None,
-    sarif_path: str | None,
-    github: bool,
+    paths: dict[str, str | None],
+    output: Format | None,
     verbose: bool,
     quiet: bool,
     no_color: bool,
@@ -599,37 +459,17 @@ def _finish(
     one line names the file and why, and the status is EXIT_OUTPUT.
     """
     from gradcheck_cli.outcome import decide
-    from gradcheck_cli.outputs import write_all
-    from gradcheck_cli.report import make_console, render_console, to_json
+    from gradcheck_cli.report import make_console, render_console
+    from gradcheck_cli.reporters import write_reports
 
     code, report.outcome = decide(report, config.fail_on, stop.exit_code if stop else None)
-
-    def sarif_text() -> str:
-        import json
-
-        from gradcheck_cli.sarif import render_sarif
-
-        return json.dumps(render_sarif(report), indent=2) + "\n"
-
-    def html_text() -> str:
-        from gradcheck_cli.html import render_html
-
-        return render_html(report)
-
-    files = [
-        ("--json", json_path, lambda: to_json(report)),
-        ("--html", html_path, html_text),
-        ("--sarif", sarif_path, sarif_text),
-    ]
-    failed = write_all([(option, path, render) for option, path, render in files if path])
+    failed = write_reports(report, paths)
     if stop is not None:
         print(f"gradcheck: error: {stop.message}", file=sys.stderr)
     else:
         render_console(report, make_console(no_color=no_color), verbose=verbose, quiet=quiet)
-        if github:
-            from gradcheck_cli.github import write_github_outputs
-
-            write_github_outputs(report, os.environ, sys.stderr)
+        if output is not None:
+            output.emit(report, os.environ, sys.stderr)
     for line in failed:
         print(f"gradcheck: error: {line}", file=sys.stderr)
     return EXIT_OUTPUT if failed else code
@@ -652,16 +492,17 @@ def rule(
     print_rule(name, no_color=no_color)
 
 
-_VALUE_OPTIONS = {
-    "--config", "--json", "--html", "--sarif", "--format", "--steps", "--stop-after", "--expect", "--allow-none",
-    "--allow-zero", "--frozen", "--ignore", "--zero-atol", "--fail-on",
-}  # fmt: skip
+def _value_options(command: Any, name: str) -> set[str]:
+    """The options of subcommand ``name`` that take a value (``--steps``, ``--json``, ...)."""
+    params = command.commands[name].params
+    return {opt for p in params if not getattr(p, "is_flag", True) for opt in p.opts}
 
 
-def _split_module_args(argv: list[str]) -> list[str]:
+def _split_module_args(argv: list[str], command: Any) -> list[str]:
     """``run -m MOD ARGS``: like ``python -m``, everything after the module belongs to it."""
     if not argv or argv[0] not in ("run", "init"):
         return argv
+    value_options = _value_options(command, argv[0])
     i = 1
     while i < len(argv):
         tok = argv[i]
@@ -673,7 +514,7 @@ def _split_module_args(argv: list[str]) -> list[str]:
             return [*argv[:i], "-m", tok[2:], "--", *argv[i + 1 :]]
         if tok.startswith("--module="):
             return [*argv[: i + 1], "--", *argv[i + 1 :]]
-        if tok in _VALUE_OPTIONS:
+        if tok in value_options:
             i += 2
             continue
         i += 1
@@ -688,8 +529,8 @@ def main(argv: list[str] | None = None) -> None:
         )
 
         add_launcher(sys.argv[0])  # the console script's own frame is not the user's code
-    argv = _split_module_args(list(sys.argv[1:] if argv is None else argv))
     command = typer.main.get_command(app)
+    argv = _split_module_args(list(sys.argv[1:] if argv is None else argv), command)
     try:
         code = command.main(args=argv, prog_name="gradcheck", standalone_mode=False)
     except CommandError as e:

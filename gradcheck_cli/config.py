@@ -4,13 +4,14 @@ A config comes from the first of: an explicit path, ``$GRADCHECK_CONFIG``, ``./g
 ``./.gradcheck.yaml``, the ``[tool.gradcheck]`` table of ``./pyproject.toml``; else the defaults.
 Command-line values then win over the file (:func:`apply_overrides`).
 
-YAML is read with ``yaml.safe_load`` semantics only (the SafeLoader's constructors; any other tag is
-refused before anything is constructed). Every problem raises :class:`ConfigError` with one line
-that starts with where it is: ``gradcheck.yaml:4:1: unknown key 'expct' (did you mean 'expect'?)``,
-or ``pyproject.toml [tool.gradcheck]:7: ...`` (TOML positions are found by scanning, lines only).
+Files are read by ``config_files.py`` (YAML with ``yaml.safe_load`` semantics only). Every problem
+raises :class:`ConfigError` with one line that starts with where it is:
+``gradcheck.yaml:4:1: unknown key 'expct' (did you mean 'expect'?)``, or
+``pyproject.toml [tool.gradcheck]:7: ...`` (TOML positions are found by scanning, lines only).
 
 A key set to null (``expect:`` with nothing after it) takes its default. A single string is accepted
-where a list of strings is expected.
+where a list of strings is expected. Each key's values are checked by its declaration on
+:class:`Config` (``options.py``), the same declaration that generates :func:`config_schema`.
 
 Names in ``expect``/``allow_none``/``allow_zero``/``frozen`` are matched by :func:`match_names`.
 """
@@ -18,68 +19,123 @@ Names in ``expect``/``allow_none``/``allow_zero``/``frozen`` are matched by :fun
 from __future__ import annotations
 
 import difflib
-import json
-import math
 import os
 import re
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from importlib import resources
 from typing import Any
 
-import yaml
-
-from gradcheck_cli.errors import CommandError
+from gradcheck_cli.config_files import (
+    ConfigError,
+    Entry,
+    is_toml,
+    location,
+    pyproject_entries,
+    read_text,
+    yaml_entries,
+)
 from gradcheck_cli.name_globs import match_names
-from gradcheck_cli.rules import RULES, ignorable
-from gradcheck_cli.toml_positions import Position, toml_positions
-
-if sys.version_info >= (3, 11):
-    import tomllib as _toml
-else:  # pragma: no cover - Python 3.10
-    try:
-        import tomli as _toml
-    except ModuleNotFoundError:
-        _toml = None
+from gradcheck_cli.options import (
+    Choice,
+    Count,
+    Ignorable,
+    Invalid,
+    Names,
+    Text,
+    Tolerance,
+    did_you_mean,
+    names,
+    option,
+    options,
+)
+from gradcheck_cli.options import schema as options_schema
+from gradcheck_cli.rules import RULES
+from gradcheck_cli.toml_positions import Position
 
 CONFIG_ENV = "GRADCHECK_CONFIG"
 CONFIG_FILES = ("gradcheck.yaml", ".gradcheck.yaml")
 PYPROJECT = "pyproject.toml"
 FAIL_ON = ("error", "warning", "never")
-NAME_KEYS = ("expect", "allow_none", "allow_zero", "frozen")
-LIST_KEYS = (*NAME_KEYS, "ignore")
-KEYS = (*NAME_KEYS, "steps", "stop_after", "zero_atol", "fail_on", "ignore", "script")
-IGNORABLE = tuple(ignorable())  # finding kinds, then rule ids
 
 
-class ConfigError(CommandError):
-    """A config value gradcheck cannot use (exit 2); ``message`` is ``<location>: <detail>``."""
-
-    def __init__(self, detail: str, location: str = "") -> None:
-        super().__init__(f"{location}: {detail}" if location else detail)
-        self.detail = detail
-        self.location = location
+DEFAULT_STEPS = 10  # backward calls checked by default (`steps`)
 
 
-# The default check window: structural bugs (a detach, no_grad, a frozen or unused layer, an
-# optimizer that misses parameters) show in the first backward calls; after the window the
-# instrumentation is switched off so training runs at full speed. `steps: all` checks every call.
-DEFAULT_STEPS = 10
-
-
+# Every config key is one field below, declared once (gradcheck_cli/options.py): its kind (which
+# values it takes, and its JSON Schema), default, title and description (the schema), --help line
+# (`gradcheck run`) and comment (`gradcheck init`). Adding a key: one `option(...)` field, then its
+# use (ARCHITECTURE.md). The order is the order of the schema, the JSON report and `init`.
 @dataclass
 class Config:
-    steps: int | str = DEFAULT_STEPS  # backward calls checked: the first N, or "all"
-    fail_on: str = "error"  # error | warning | never
-    zero_atol: float = 0.0
-    expect: list[str] = field(default_factory=list)
-    ignore: list[str] = field(default_factory=list)  # finding kinds or rule ids
-    allow_none: list[str] = field(default_factory=list)
-    allow_zero: list[str] = field(default_factory=list)
-    frozen: list[str] = field(default_factory=list)
-    stop_after: int | None = None
-    script: str | None = None  # the script this config was written for (relative to the file)
+    expect: list[str] = names(
+        "Expected to get a gradient",
+        "must receive a non-zero gradient",
+        " An entry that matches no parameter is an error. `*` may span dots (`model.encoder.*`);"
+        " `[0]` is matched literally (`model.blocks[0].weight`).",
+    )
+    allow_none: list[str] = names(
+        "Allowed to get no gradient", "may get no gradient (grad is None)"
+    )
+    allow_zero: list[str] = names("Allowed an all-zero gradient", "may get an all-zero gradient")
+    frozen: list[str] = names("Frozen on purpose", "must stay frozen (requires_grad=False)")
+    # The check window: structural bugs (a detach, no_grad, a frozen or unused layer, an optimizer
+    # that misses parameters) show in the first backward calls; after the window the
+    # instrumentation is switched off so training runs at full speed.
+    steps: int | str = option(
+        Count("all"),
+        DEFAULT_STEPS,
+        title="Backward calls to check",
+        doc="Check the first N backward() calls (default 10; afterwards the instrumentation is "
+        "switched off), or every one with 'all'.",
+        help="Which backward calls to check: N (the first N) or 'all'.",
+        template="backward calls to check: the first N, or all",
+    )
+    stop_after: int | None = option(
+        Count(),
+        None,
+        title="Stop the script after N steps",
+        doc="Stop the training script after N backward() calls (null: let it run to the end).",
+        help="End the script after N checked backward calls.",
+        template="end the script after N checked backward calls (fast CI)",
+        example=1,
+    )
+    zero_atol: float = option(
+        Tolerance(),
+        0.0,
+        title="Zero tolerance",
+        doc="A gradient whose norm is at most this is treated as all zero.",
+        help="A gradient with max |g| <= this counts as zero.",
+        template="max |g| that still counts as zero",
+    )
+    fail_on: str = option(
+        Choice(*FAIL_ON),
+        "error",
+        title="Findings that fail the run",
+        doc="Exit 1 on findings of this severity or worse: 'error' (errors only), 'warning' "
+        "(warnings and errors), 'never' (always exit 0 for findings).",
+        help="error (default), warning or never.",
+        template="error | warning | never",
+    )
+    ignore: list[str] = option(
+        Ignorable(),
+        [],
+        title="Ignored findings",
+        doc="Finding kinds (e.g. unused_parameter) or rule ids (e.g. GC120) that are not reported.",
+        help="Finding kind or rule id to ignore (repeatable).",
+        template="finding kinds or rule ids, e.g. unused_parameter or GC120",
+    )
+    script: str | None = option(
+        Text("a path (or module name)"),
+        None,
+        title="The script this config was written for",
+        doc="Path relative to this file (or a module name for -m), written by `gradcheck init`. "
+        "When this config is discovered (not named with --config or $GRADCHECK_CONFIG) and "
+        "another script runs, names that match no parameter are warnings instead of errors.",
+        help=None,
+        template="the script this config is for",
+        example="train.py",
+    )
+    # Where the values came from (not config keys: no `option`).
     source: str | None = field(default=None, compare=False)
     # "steps" -> where its value is; "expect[2]" -> where that entry is; (line, column), 1-based
     positions: dict[str, Position] = field(default_factory=dict, compare=False, repr=False)
@@ -105,14 +161,18 @@ class Config:
         """
         base = key.partition("[")[0]
         if base in self.from_cli:
-            return _option(base)
+            return OPTIONS[base].flag
         position = self.positions.get(key)
         if position is None and key.endswith("]"):
             position = self.positions.get(base)
-        return _location(self.source, position)
+        return location(self.source, position)
 
     def to_dict(self) -> dict[str, Any]:
         return {key: _copy(getattr(self, key)) for key in KEYS}
+
+
+OPTIONS = options(Config)  # key -> Option, in declaration order
+KEYS = tuple(OPTIONS)
 
 
 def _copy(value: Any) -> Any:
@@ -150,7 +210,7 @@ def load_config(
             return replace(_load_file(candidate, ""), discovered=True)
     candidate = resolve(PYPROJECT)
     if os.path.isfile(candidate):
-        entries = _pyproject_entries(_read(candidate), candidate, required=False)
+        entries = pyproject_entries(read_text(candidate), candidate, required=False)
         if entries is not None:
             return replace(_build(entries, candidate), discovered=True)
     return Config()
@@ -175,172 +235,38 @@ def _load_file(path: str, missing: str) -> Config:
         raise ConfigError(missing)
     if os.path.isdir(path):
         raise ConfigError(f"config file is a directory: {path}")
-    text = _read(path)
-    if _is_toml(path):
-        entries = _pyproject_entries(text, path, required=True)
+    text = read_text(path)
+    if is_toml(path):
+        entries = pyproject_entries(text, path, required=True)
         assert entries is not None
     else:
-        entries = _yaml_entries(text, path)
+        entries = yaml_entries(text, path)
     return _build(entries, path)
 
 
-def _read(path: str) -> str:
-    try:
-        with open(path, encoding="utf-8-sig") as f:
-            return f.read()
-    except UnicodeDecodeError:
-        raise ConfigError("cannot read the config: it is not UTF-8 text", _shown(path)) from None
-    except OSError as e:
-        raise ConfigError(f"cannot read config file {path}: {e.strerror or e}") from None
-
-
-@dataclass
-class _Entry:
-    key: Any
-    value: Any
-    key_at: Position | None
-    value_at: Position | None
-    items_at: list[Position | None]  # where each list entry is (a lone string counts as one)
-
-
-def _build(entries: list[_Entry], source: str) -> Config:
+def _build(entries: list[Entry], source: str) -> Config:
     values: dict[str, Any] = {}
     positions: dict[str, Position] = {}
     for entry in entries:
         key = entry.key
         if key not in KEYS:
             shown = repr(key) if isinstance(key, str) else str(key)
-            close = difflib.get_close_matches(str(key), KEYS, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(KEYS)}"
-            raise ConfigError(f"unknown key {shown} ({hint})", _location(source, entry.key_at))
+            hint = did_you_mean(str(key), KEYS) or f"known keys: {', '.join(KEYS)}"
+            raise ConfigError(f"unknown key {shown} ({hint})", location(source, entry.key_at))
         if entry.value_at is not None:
             positions[key] = entry.value_at
-        listed = key in LIST_KEYS and isinstance(entry.value, (str, list))
+        listed = isinstance(OPTIONS[key].kind, Names) and isinstance(entry.value, (str, list))
         for index, at in enumerate(entry.items_at if listed else []):
             if at is not None:
                 positions[f"{key}[{index}]"] = at
         try:
-            values[key] = _coerce(key, entry.value)
-        except _Invalid as e:
+            values[key] = OPTIONS[key].coerce(entry.value)
+        except Invalid as e:
             at = entry.value_at
             if e.index is not None and e.index < len(entry.items_at):
                 at = entry.items_at[e.index] or at
-            raise ConfigError(e.detail, _location(source, at)) from None
+            raise ConfigError(e.detail, location(source, at)) from None
     return Config(**values, source=source, positions=positions)
-
-
-# -- values --------------------------------------------------------------------------------------
-
-
-class _Invalid(Exception):
-    def __init__(self, detail: str, index: int | None = None) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.index = index
-
-
-def _coerce(key: str, value: Any) -> Any:
-    if value is None:
-        return getattr(Config(), key)
-    if key in NAME_KEYS:
-        return _strings(key, value, "names or globs", "a name or glob")
-    if key == "ignore":
-        entries = _strings(key, value, "finding kinds or rule ids", "a finding kind or rule id")
-        for index, entry in enumerate(entries):
-            _check_ignorable(entry, index)
-        return entries
-    if key == "steps":
-        if value == "all":
-            return "all"
-        n = _positive_int(value)
-        if n is None:
-            raise _Invalid(f"'steps' must be a positive integer or 'all', not {_show(value)}")
-        return n
-    if key == "stop_after":
-        n = _positive_int(value)
-        if n is None:
-            raise _Invalid(f"'stop_after' must be a positive integer, not {_show(value)}")
-        return n
-    if key == "zero_atol":
-        number: float | None = None
-        # YAML 1.1 reads `1e-6` (no dot) as a string, so numeric strings are accepted.
-        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
-            try:
-                number = float(value)
-            except (ValueError, OverflowError):
-                number = None
-        if number is None or not math.isfinite(number) or number < 0:
-            raise _Invalid(f"'zero_atol' must be a number >= 0, not {_show(value)}")
-        return number
-    if key == "script":
-        if not isinstance(value, str) or not value:
-            raise _Invalid(f"'script' must be a path (or module name), not {_show(value)}")
-        return value
-    if key == "fail_on":
-        if value in FAIL_ON:
-            return value
-        choices = ", ".join(repr(c) for c in FAIL_ON)
-        detail = f"'fail_on' must be one of {choices}, not {_show(value)}"
-        close = difflib.get_close_matches(value, FAIL_ON, n=1) if isinstance(value, str) else []
-        raise _Invalid(detail + (f" (did you mean {close[0]!r}?)" if close else ""))
-    raise KeyError(key)
-
-
-def _strings(key: str, value: Any, plural: str, singular: str) -> list[str]:
-    if isinstance(value, str):
-        value = [value]
-    elif not isinstance(value, (list, tuple)):
-        raise _Invalid(f"{key!r} must be a list of strings ({plural}), not {_type_name(value)}")
-    for index, item in enumerate(value):
-        if not isinstance(item, str):
-            raise _Invalid(
-                f"'{key}[{index}]' must be a string ({singular}), not {_type_name(item)}", index
-            )
-        if not item:
-            raise _Invalid(f"'{key}[{index}]' must not be empty", index)
-    return list(value)
-
-
-def _check_ignorable(entry: str, index: int) -> None:
-    if entry in IGNORABLE:
-        return
-    ids = {rule.id for rule in RULES.values()}
-    if entry.upper() in ids:
-        close = [entry.upper()]
-    else:
-        close = difflib.get_close_matches(entry.replace("-", "_").lower(), IGNORABLE, n=1)
-    hint = f"did you mean {close[0]!r}?" if close else f"kinds: {', '.join(RULES)}"
-    raise _Invalid(
-        f"'ignore' entry {entry!r} is neither a finding kind nor a rule id ({hint})", index
-    )
-
-
-def _positive_int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, str) and value.isascii() and value.isdigit():
-        value = int(value)
-    if isinstance(value, int) and value >= 1:
-        return value
-    return None
-
-
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, (list, tuple)):
-        return "list"
-    if isinstance(value, dict):
-        return "mapping"
-    return type(value).__name__
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (str, int, float)):
-        return repr(value)
-    return _type_name(value)
 
 
 # -- command line --------------------------------------------------------------------------------
@@ -355,198 +281,18 @@ def apply_overrides(config: Config, **cli_values: Any) -> Config:
     positions = dict(config.positions)
     for key, value in cli_values.items():
         if key not in KEYS:
-            raise TypeError(f"apply_overrides() got an unknown config key {key!r}")
+            hint = did_you_mean(key, KEYS) or f"known keys: {', '.join(KEYS)}"
+            raise TypeError(f"unknown config key {key!r} ({hint})")
         if value is None:
             continue
         try:
-            changes[key] = _coerce(key, value)
-        except _Invalid as e:
-            raise ConfigError(e.detail, _option(key)) from None
+            changes[key] = OPTIONS[key].coerce(value)
+        except Invalid as e:
+            raise ConfigError(e.detail, OPTIONS[key].flag) from None
         for name in [k for k in positions if k == key or k.startswith(key + "[")]:
             del positions[name]  # the value no longer comes from the file
     from_cli = config.from_cli | frozenset(changes)
     return replace(config, **changes, positions=positions, from_cli=from_cli)
-
-
-def _option(key: str) -> str:
-    return "--" + key.replace("_", "-")
-
-
-# -- YAML ----------------------------------------------------------------------------------------
-
-_YAML_TAG = "tag:yaml.org,2002:"
-_SAFE_TAGS = frozenset(t for t in yaml.SafeLoader.yaml_constructors if t is not None) | {
-    _YAML_TAG + "merge"
-}
-
-
-def _yaml_entries(text: str, source: str) -> list[_Entry]:
-    loader: yaml.SafeLoader | None = None
-    try:
-        try:
-            loader = yaml.SafeLoader(text)  # the Reader already refuses control characters
-            root = loader.get_single_node()
-            if root is None:
-                return []  # an empty file (or only comments)
-            _check_tags(root, source)
-            if not isinstance(root, yaml.MappingNode):
-                kind = _type_name(_construct(loader, root, source))
-                raise ConfigError(
-                    f"the config must be a mapping of keys to values, not {kind}",
-                    _location(source, _mark(root)),
-                )
-            first_at: dict[Any, Position] = {}
-            for key_node, _ in root.value:
-                if key_node.tag == _YAML_TAG + "merge":
-                    continue
-                key = _construct(loader, key_node, source)
-                if _hashable(key) and key in first_at:
-                    line = first_at[key][0]
-                    raise ConfigError(
-                        f"duplicate key {key!r} (first set on line {line})",
-                        _location(source, _mark(key_node)),
-                    )
-                if _hashable(key):
-                    first_at[key] = _mark(key_node)
-            loader.flatten_mapping(root)  # `<<: *defaults` merges, as safe_load does
-            entries: dict[Any, _Entry] = {}
-            for key_node, value_node in root.value:
-                key = _construct(loader, key_node, source)
-                value = _construct(loader, value_node, source)
-                if isinstance(value_node, yaml.SequenceNode):
-                    items_at: list[Position | None] = [_mark(n) for n in value_node.value]
-                else:
-                    items_at = [_mark(value_node)]
-                entry = _Entry(key, value, _mark(key_node), _mark(value_node), items_at)
-                entries[key if _hashable(key) else id(key_node)] = entry
-            return list(entries.values())
-        except yaml.MarkedYAMLError as e:
-            mark = e.problem_mark or e.context_mark
-            at = (mark.line + 1, mark.column + 1) if mark is not None else None
-            problem = e.problem or e.context or "unreadable"
-            if e.context and problem.startswith("but "):  # "expected ..., but found ..."
-                problem = f"{e.context}, {problem}"
-            if problem.endswith("but got '['"):  # `expect: [model.blocks[0].weight]`
-                problem += " (quote a name that holds brackets: 'model.blocks[0].weight')"
-            raise ConfigError(f"invalid YAML: {problem}", _location(source, at)) from None
-        except yaml.reader.ReaderError as e:
-            line = text.count("\n", 0, e.position) + 1
-            column = e.position - (text.rfind("\n", 0, e.position) + 1) + 1
-            detail = f"invalid YAML: unacceptable character #x{e.character:04x}: {e.reason}"
-            raise ConfigError(detail, _location(source, (line, column))) from None
-        except yaml.YAMLError as e:
-            raise ConfigError(f"invalid YAML: {' '.join(str(e).split())}", _shown(source)) from None
-    finally:
-        if loader is not None:
-            loader.dispose()
-
-
-def _construct(loader: yaml.SafeLoader, node: yaml.Node, source: str) -> Any:
-    try:
-        return loader.construct_object(node, deep=True)
-    except (ValueError, TypeError, OverflowError) as e:  # e.g. `!!int abc`
-        raise ConfigError(f"invalid YAML: {e}", _location(source, _mark(node))) from None
-
-
-def _check_tags(root: yaml.Node, source: str) -> None:
-    """Refuse tags the SafeLoader does not know (``!!python/object:...``) before constructing."""
-    seen: set[int] = set()
-    stack = [root]
-    while stack:
-        node = stack.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        if node.tag not in _SAFE_TAGS:
-            tag = node.tag.replace(_YAML_TAG, "!!", 1)
-            raise ConfigError(
-                f"unsupported YAML tag {tag!r} (a config holds only plain strings, numbers, "
-                "booleans, lists and mappings)",
-                _location(source, _mark(node)),
-            )
-        if isinstance(node, yaml.SequenceNode):
-            stack.extend(node.value)
-        elif isinstance(node, yaml.MappingNode):
-            for key_node, value_node in node.value:
-                stack.extend((key_node, value_node))
-
-
-def _mark(node: yaml.Node) -> Position:
-    return (node.start_mark.line + 1, node.start_mark.column + 1)
-
-
-def _hashable(value: Any) -> bool:
-    try:
-        hash(value)
-    except TypeError:
-        return False
-    return True
-
-
-# -- pyproject.toml ------------------------------------------------------------------------------
-
-
-def _pyproject_entries(text: str, source: str, *, required: bool) -> list[_Entry] | None:
-    """The ``[tool.gradcheck]`` table as entries; None if there is none and it is not required."""
-    if _toml is None:
-        if required:
-            raise ConfigError("reading TOML needs Python >= 3.11 or the 'tomli' package", source)
-        return None
-    try:
-        data = _toml.loads(text)
-    except _toml.TOMLDecodeError as e:
-        if not required and "gradcheck" not in text:
-            return None  # someone else's broken pyproject.toml
-        message = str(e)
-        at = re.search(r"\s*\(at line (\d+), column (\d+)\)$", message)
-        where = _shown(source)
-        if at:
-            message = message[: at.start()]
-            where = f"{where}:{at.group(1)}:{at.group(2)}"
-        raise ConfigError(f"invalid TOML: {message}", where) from None
-    tool = data.get("tool")
-    table = tool.get("gradcheck") if isinstance(tool, dict) else None
-    if table is None:
-        if required:
-            raise ConfigError("no [tool.gradcheck] table", _shown(source))
-        return None
-    if not isinstance(table, dict):
-        raise ConfigError(f"must be a table, not {_type_name(table)}", _location(source, None))
-    spots = toml_positions(text)
-    entries = []
-    for key, value in table.items():
-        key_at, value_at, items_at = spots.get(key, (None, None, []))
-        entries.append(_Entry(key, value, key_at, value_at, list(items_at)))
-    return entries
-
-
-# -- locations -----------------------------------------------------------------------------------
-
-
-def _is_toml(path: str) -> bool:
-    return path.endswith(".toml")
-
-
-def _shown(path: str) -> str:
-    """``path`` relative to the working directory when it is below it (as a user would type it)."""
-    if os.path.isabs(path):
-        try:
-            relative = os.path.relpath(path)
-        except ValueError:  # another drive (Windows)
-            return path
-        if relative != os.pardir and not relative.startswith(os.pardir + os.sep):
-            return relative
-    return path
-
-
-def _location(source: str | None, position: Position | None) -> str:
-    if source is None:
-        return ""
-    shown = _shown(source)
-    if _is_toml(source):
-        shown = f"{shown} [tool.gradcheck]"
-        return f"{shown}:{position[0]}" if position else shown
-    return f"{shown}:{position[0]}:{position[1]}" if position else shown
 
 
 # -- names ---------------------------------------------------------------------------------------
@@ -597,12 +343,17 @@ def _closest(pattern: str, names: Sequence[str], n: int = 3, cutoff: float = 0.6
 def config_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of a config file, for editors and validators.
 
-    The packaged file leaves the ignorable kinds out: they come from the kinds registry.
+    Generated from the ``Config`` fields (and the kinds registry for ``ignore``) each time: it is
+    never stale, and adding a key or a kind needs no second edit.
     """
-    schema = resources.files("gradcheck_cli").joinpath("schemas/config.schema.json")
-    data = json.loads(schema.read_text(encoding="utf-8"))
-    data["$defs"]["ignorable"]["enum"] = list(IGNORABLE)
-    return data
+    head = {
+        "$id": "https://gradcheck.invalid/schemas/config-1.json",
+        "title": "gradcheck configuration",
+        "description": "Settings for `gradcheck run`, read from gradcheck.yaml, .gradcheck.yaml, "
+        "$GRADCHECK_CONFIG or the [tool.gradcheck] table of pyproject.toml. Command-line options "
+        "win over these. A key set to null takes its default.",
+    }
+    return options_schema(OPTIONS, head)
 
 
 __all__ = [
@@ -610,6 +361,7 @@ __all__ = [
     "CONFIG_FILES",
     "FAIL_ON",
     "KEYS",
+    "OPTIONS",
     "Config",
     "ConfigError",
     "apply_overrides",

@@ -10,22 +10,12 @@ from typing import Any
 
 from typer.core import TyperArgument, TyperCommand
 
-# Option (parameter name) -> section; options not listed go under "Other options".
+# Option (parameter name) -> section; the config keys' and report files' options say their own
+# (run_options.section); the others go under "Other options".
 SECTIONS: dict[str, str] = {
     "module": "What to run",
     "nproc_per_node": "What to run",
     "config_path": "Configuration (wins over the config file)",
-    "steps": "Configuration (wins over the config file)",
-    "stop_after": "Configuration (wins over the config file)",
-    "expect": "Configuration (wins over the config file)",
-    "allow_none": "Configuration (wins over the config file)",
-    "allow_zero": "Configuration (wins over the config file)",
-    "frozen": "Configuration (wins over the config file)",
-    "ignore": "Configuration (wins over the config file)",
-    "zero_atol": "Configuration (wins over the config file)",
-    "fail_on": "Configuration (wins over the config file)",
-    "json_path": "Reports",
-    "sarif_path": "Reports",
     "output_format": "Reports",
     "quiet": "Reports",
     "verbose": "Reports",
@@ -34,6 +24,12 @@ SECTIONS: dict[str, str] = {
     "output": "Output",
     "force": "Output",
 }
+
+
+def _section(name: str) -> str:
+    from gradcheck_cli.run_options import section
+
+    return SECTIONS.get(name) or section(name) or "Other options"
 
 
 class SectionedCommand(TyperCommand):
@@ -55,7 +51,7 @@ class SectionedCommand(TyperCommand):
         for param in self.get_params(ctx):
             record = None if isinstance(param, TyperArgument) else param.get_help_record(ctx)
             if record is not None:
-                title = SECTIONS.get(param.name or "", "Other options")
+                title = _section(param.name or "")
                 sections.setdefault(title, []).append(record)
         for title, rows in sections.items():
             with formatter.section(title):

@@ -6,6 +6,11 @@ from collections import OrderedDict
 from typing import Any
 
 from gradcheck_cli import __version__
+from gradcheck_cli.config import OPTIONS
+from gradcheck_cli.options import template_lines
+
+# The keys render_config fills from the run; the template lists the others with their defaults.
+WRITTEN_HERE = ("script", "expect", "frozen")
 
 
 def _group(qualified: str, root: str) -> str:
@@ -85,19 +90,8 @@ def render_config(session: Any, command: str, script: str) -> str:
             f"  # NOT LISTED: {reason}; uncomment if the freeze is intended:",
             f"  #{entry[1:]}",
         ]
-    lines += [
-        "",
-        "# Exceptions: may get no gradient / an all-zero gradient.",
-        "allow_none: []",
-        "allow_zero: []",
-        "",
-        "steps: 10             # backward calls to check: the first N, or all",
-        "# stop_after: 1       # end the script after N checked backward calls (fast CI)",
-        "zero_atol: 0.0        # max |g| that still counts as zero",
-        "fail_on: error        # error | warning | never",
-        "ignore: []            # finding kinds or rule ids, e.g. unused_parameter or GC120",
-        "",
-    ]
+    # Every other key with its default and comment, from the Config fields (config.py).
+    lines += ["", *template_lines(OPTIONS, skip=WRITTEN_HERE), ""]
     return "\n".join(lines)
 
 

@@ -22,19 +22,16 @@ from typing import Any
 
 from gradcheck_cli.errors import CommandError
 
-# The option names as on `gradcheck run` (list options are repeatable there too).
-_LISTS = ("expect", "allow_none", "allow_zero", "frozen", "ignore")
-
 
 def _parser() -> argparse.ArgumentParser:
+    from gradcheck_cli.config import OPTIONS
+
     p = argparse.ArgumentParser(prog="%%gradcheck", add_help=False, exit_on_error=False)
     p.add_argument("--config")
-    p.add_argument("--steps")
-    p.add_argument("--stop-after", type=int)
-    p.add_argument("--zero-atol", type=float)
-    p.add_argument("--fail-on")
-    for key in _LISTS:
-        p.add_argument("--" + key.replace("_", "-"), action="append")
+    # The config keys' options as on `gradcheck run` (from the Config fields; list keys repeat).
+    for key, opt in OPTIONS.items():
+        if opt.help is not None:
+            p.add_argument(opt.flag, dest=key, action="append" if opt.kind.repeatable else "store")
     p.add_argument("--json", dest="json_path")
     p.add_argument("--raise", dest="raise_on_findings", action="store_true")
     p.add_argument("--no-color", action="store_true")

@@ -209,3 +209,10 @@ def render_sarif(report: Report, root: str | None = None) -> dict[str, Any]:
         "columnKind": "unicodeCodePoints",
     }
     return {"$schema": SCHEMA_URI, "version": SARIF_VERSION, "runs": [run]}
+
+
+def sarif_text(report: Report) -> str:
+    """The SARIF log as the text of a ``--sarif`` file (the reporter in ``reporters.py``)."""
+    import json
+
+    return json.dumps(render_sarif(report), indent=2) + "\n"

@@ -23,8 +23,8 @@ def show_report(
     except (KeyError, TypeError, ValueError) as e:
         raise CommandError(f"{path} is not a gradcheck report ({e})") from None
     if html_path:
-        from gradcheck_cli.html import render_html
+        from gradcheck_cli.reporters import FILE_REPORTERS
 
-        write_atomic(html_path, render_html(report))
+        write_atomic(html_path, FILE_REPORTERS["html"].render(report))
     render_console(report, make_console(no_color=no_color), verbose=verbose, quiet=quiet)
     return report.exit_status

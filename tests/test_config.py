@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ import pytest
 from gradcheck_cli.config import (
     DEFAULT_STEPS,
     KEYS,
+    OPTIONS,
     Config,
     ConfigError,
     apply_overrides,
@@ -488,7 +488,7 @@ def test_config_schema() -> None:
     ignorable = schema["$defs"]["ignorable"]["enum"]
     known = [*RULES, *(rule.id for rule in RULES.values())]
     assert ignorable == known, (
-        "gradcheck_cli/schemas/config.schema.json $defs.ignorable.enum must list every kind, "
+        "config_schema() $defs.ignorable.enum must list every kind, "
         "then every rule id, of gradcheck_cli/rules.py RULES"
     )
     validator = jsonschema.Draft202012Validator(schema)
@@ -511,15 +511,16 @@ def test_config_schema() -> None:
     assert list(validator.iter_errors({"ignore": ["unused_param"]}))
 
 
-def test_schema_kinds_come_from_the_registry_only() -> None:
-    # The packaged file keeps no copy of the kinds: a kind added to rules.py is ignorable at once.
-    path = Path(__file__).parents[1] / "gradcheck_cli" / "schemas" / "config.schema.json"
-    packaged = json.loads(path.read_text())
-    assert packaged["$defs"]["ignorable"]["enum"] == []
+def test_schema_is_generated_from_the_config_fields_and_the_kinds_registry() -> None:
+    # No packaged copy to go stale: a kind added to rules.py is ignorable at once, a key added to
+    # Config is in the schema at once (gradcheck_cli/options.py).
+    assert not (Path(__file__).parents[1] / "gradcheck_cli/schemas/config.schema.json").exists()
     generated = config_schema()
     assert generated["$defs"]["ignorable"]["enum"] == [*RULES, *(r.id for r in RULES.values())]
-    del generated["$defs"]["ignorable"]["enum"], packaged["$defs"]["ignorable"]["enum"]
-    assert generated == packaged
+    assert list(generated["properties"]) == list(KEYS) == list(OPTIONS)
+    for key, spec in generated["properties"].items():
+        assert (spec["title"], spec["description"]) == (OPTIONS[key].title, OPTIONS[key].doc)
+        assert spec["default"] == getattr(Config(), key)
 
 
 def test_unreadable_config_files(here: Path) -> None:

@@ -75,9 +75,7 @@ def _case(path: Path) -> Case:
 
 
 # Families 5, 7, 9 and 10 have their own module (tests/test_families_5_7_9_10.py).
-CASES = [
-    _case(p) for p in sorted(FAMILIES.glob("f*.py")) if not re.match(r"f(5|7|9|10)_", p.name)
-]
+CASES = [_case(p) for p in sorted(FAMILIES.glob("f*.py")) if not re.match(r"f(5|7|9|10)_", p.name)]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.script.stem for c in CASES])
