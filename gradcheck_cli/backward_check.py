@@ -169,6 +169,10 @@ class BackwardCheck:
             result.findings = session.patterns.apply(
                 result.findings, resolved, tensors, p.walk, p.where
             )
+        if p.inputs is None and exc is None:  # routed/skipped modules: decided when the window ends
+            result.findings = session.routing.observe(
+                result.findings, result.checked, p.names, ctx.expect_ids, self.index
+            )
         for raw in result.findings:
             finding = session.book.add(raw, self.index)
             if exc is not None:
