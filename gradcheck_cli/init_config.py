@@ -49,6 +49,9 @@ def render_config(session: Any, command: str, script: str) -> str:
     states: dict[str, str] = {}
     if session.steps:
         states = {c.name: c.state for c in session.steps[0].checked}
+    allow_none, offered = _allow_none(session)
+    for name in offered:  # offered below: not a problem to point out in `expect`
+        states.pop(name, None)
     expect: OrderedDict[str, list[str]] = OrderedDict()
     frozen: OrderedDict[str, list[str]] = OrderedDict()
     if names is not None:
@@ -88,7 +91,7 @@ def render_config(session: Any, command: str, script: str) -> str:
     lines += [
         "",
         "# Exceptions: may get no gradient / an all-zero gradient.",
-        "allow_none: []",
+        *allow_none,
         "allow_zero: []",
         "",
         "steps: 10             # backward calls to check: the first N, or all",
@@ -99,6 +102,29 @@ def render_config(session: Any, command: str, script: str) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _allow_none(session: Any) -> tuple[list[str], list[str]]:
+    """``allow_none``, offering the parts of a library model that the loss never used (a pooler
+    under a token-classification head): gradcheck warns about them, and they are by design."""
+    from gradcheck_cli.rules import is_library_part
+
+    parts: OrderedDict[str, list[str]] = OrderedDict()
+    for f in session.findings:
+        if is_library_part(f.kind, f.message):
+            for name in f.parameters:
+                parts.setdefault(name.rsplit(".", 1)[0], []).append(name)
+    if not parts:
+        return ["allow_none: []"], []
+    lines = [
+        "allow_none:",
+        "  # parts of a library model that the loss never used (remove to be warned):",
+    ]
+    for module, members in parts.items():
+        pattern = f"{module}.*" if len(members) > 1 else members[0]
+        note = f"  # {len(members)} tensors" if len(members) > 1 else ""
+        lines.append(f"  - {_quote(pattern)}{note}")
+    return lines, [name for members in parts.values() for name in members]
 
 
 def _entries(groups: OrderedDict[str, list[str]], states: dict[str, str]) -> list[str]:
@@ -123,6 +149,7 @@ def summary_lines(text: str) -> list[str]:
     """What ``init`` wrote, for the terminal: the script, every entry, every commented-out one."""
     out: list[str] = []
     for line in text.splitlines():
-        if line.startswith(("script:", "expect:", "frozen:", "  - ", "  # NOT LISTED", "  # - ")):
+        shown = ("script:", "expect:", "frozen:", "  - ", "  # NOT LISTED", "  # - ")
+        if line.startswith(shown) or (line.startswith("allow_none:") and line != "allow_none: []"):
             out.append(line)
     return out

@@ -138,6 +138,13 @@ def rule_for(kind: str) -> Kind:
     return KINDS[kind]
 
 
+def is_library_part(kind: str, message: str) -> bool:
+    """Is this finding an unused part of a library model (``gradcheck init`` offers it for
+    ``allow_none``)?"""
+    template = KINDS["unused_parameter"].messages["library_part"]
+    return kind == "unused_parameter" and template.split("`", 1)[0] in message
+
+
 def ignorable() -> list[str]:
     """What ``ignore`` accepts: every kind, then every id (the config schema's enum)."""
     return [*KINDS, *(k.id for k in KINDS.values())]

@@ -5,8 +5,8 @@ a batch whose first exit is confident enough (mean max-probability above that ex
 leaves after the first block, otherwise it goes on to the second exit and, if still not
 confident, to the last block; the loss is taken on the exit the batch left at. So in a given step
 the deeper blocks may not run, and the exits the batch passed do not reach the loss: each gets
-gradients only in the steps that use it. There is no bug: gradcheck reports no problem, only info lines
-with how often each skipped part got a gradient in the checked backward calls.
+gradients only in the steps that use it. There is no bug: gradcheck reports no problem, only info
+lines with how often each skipped part got a gradient in the checked backward calls.
 """
 
 # gradcheck-expect: clean
