@@ -127,6 +127,7 @@ class MoE(nn.Module):
         super().__init__()
         self.router = nn.Linear(d, n)
         self.experts = nn.ModuleList([nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, d)) for _ in range(n)])
+        self.spare = nn.ModuleList([nn.Sequential(nn.Linear(d, d), nn.ReLU()) for _ in range(2)])
     def forward(self, x):
         probs = self.router(x).softmax(-1)
         top = probs.argmax(-1)
@@ -156,18 +157,27 @@ for step in range(10):
 
 
 def test_a_list_the_user_built_is_not_library_code(tmp_path: Path) -> None:
-    """The issue's repro, checked on its first call only: the skipped experts are the user's
-    (whatever the class of their container), and one call is too few to call them dead."""
+    """The issue's repro (plus a list the forward never uses), checked on its first call only: the
+    skipped experts and the unused list are the user's, whatever the class of their container;
+    one call is too few to call the experts dead, and the unused list stays an error."""
     script = tmp_path / "moe.py"
     script.write_text(_REPRO)
-    findings = _run(script, tmp_path, "--steps", "1")
-    [finding] = [f for f in findings if f["kind"] == "unused_parameter"]
-    assert finding["severity"] == "warning"
+    spare = [f"model.moe.spare.{i}.0.{p}" for i in range(2) for p in ("weight", "bias")]
+    findings = _run(script, tmp_path, "--steps", "1", code=1)
     assert "library" not in json.dumps(findings)
-    assert "never ran in any of the 1 checked calls" in finding["message"]
-    assert "only 1 checked call: too few to tell" in finding["message"]
-    clean = _run(script, tmp_path)  # the whole window: every expert ran in some call
-    assert [f["severity"] for f in clean if f["kind"] == "unused_parameter"] == ["info"]
+    errors = [f for f in findings if f["severity"] == "error"]
+    assert {f["kind"] for f in errors} == {"unused_parameter"}
+    assert sorted(p for f in errors for p in f["parameters"]) == sorted(spare)
+    [experts] = [f for f in findings if f["severity"] == "warning"]
+    assert "never ran in any of the 1 checked calls" in experts["message"]
+    assert "only 1 checked call: too few to tell" in experts["message"]
+    # The whole window: every expert ran in some call, the unused list in none.
+    window = _run(script, tmp_path, code=1)
+    unused = [f for f in window if f["kind"] == "unused_parameter"]
+    experts = [f for f in unused if f["parameters"][0].startswith("model.moe.experts.")]
+    assert [f["severity"] for f in experts] == ["info"]
+    errors = [p for f in unused if f["severity"] == "error" for p in f["parameters"]]
+    assert sorted(errors) == sorted(spare)
 
 
 _LIBRARY = """\
