@@ -14,6 +14,9 @@ expected and how often it got a gradient, and decided when the window ends (:met
 * anything else is reported as the diagnosis said, at the calls it said (an unused layer the user
   wrote stays an error).
 
+All-zero gradients are not held: a branch that stochastic depth multiplied by zero, or an expert
+run on an empty batch, is still reported by the zero check at that call (not done yet).
+
 Which container a skipped tensor belongs to is decided from what the run shows — the innermost
 container on its path of which another member got a gradient in the same call — not from names.
 """
@@ -49,10 +52,11 @@ class _Group:
 
 @dataclass
 class _Held:
-    """The unused_parameter findings of one group key, by the call they were found at."""
+    """The held findings of one group key, by the call they were found at."""
 
     raw: Raw
     calls: dict[int, list[str]] = field(default_factory=dict)  # call index -> names
+    earlier: list[int] = field(default_factory=list)  # lost there too, explained only later
 
 
 class Routing:
@@ -71,31 +75,29 @@ class Routing:
     def observe(
         self,
         findings: list[Raw],
-        checked: list[tuple[str, str, torch.Tensor | None]],
+        states: list[tuple[str, str]],
         names: Names,
         expect_ids: set[int],
         index: int,
     ) -> list[Raw]:
-        """Count backward call ``index`` and hold its unused_parameter findings; the rest is
-        returned to be recorded now."""
-        for name, state, _ in checked:
-            if state in ("ok", "none"):
+        """Count backward call ``index`` (each expected tensor's ``ok`` / ``none`` / ``zero``
+        state) and hold its unused_parameter findings; the rest is returned to be recorded now."""
+        for name, state in states:
+            if state in ("ok", "none", "zero"):
                 self.expected[name] = self.expected.get(name, 0) + 1
-                if state == "ok":
+                if state == "ok":  # a non-zero gradient
                     self.reached[name] = self.reached.get(name, 0) + 1
         now: list[Raw] = []
         held: list[Raw] = []
         for raw in findings:
-            is_unused = raw.kind == "unused_parameter" and raw.grad_state == "none"
-            (held if is_unused and raw.severity != "info" else now).append(raw)
+            unused = raw.kind == "unused_parameter" and raw.grad_state == "none"
+            (held if unused and raw.severity != "info" else now).append(raw)
         if not held:
             return now
-        reached_children = _reached_children(n for n, s, _ in checked if s == "ok")
+        reached_children = _reached_children(n for n, s in states if s == "ok")
         by_name = {qual: key for key, qual in names.param_name.items()}
         for raw in held:
-            key = group_key(raw.kind, _site_of(raw), raw.severity, raw.message)
-            entry = self._held.setdefault(key, _Held(dataclasses.replace(raw, names=[])))
-            entry.calls.setdefault(index, []).extend(raw.names)
+            self.hold(raw, index)
             for name in raw.names:
                 param = by_name.get(name)
                 if param is not None and param in expect_ids:
@@ -103,6 +105,13 @@ class Routing:
                 if name not in self._member_of and param is not None:
                     self._place(name, names, names.params[param], reached_children)
         return now
+
+    def hold(self, raw: Raw, index: int) -> None:
+        """Hold ``raw``, found at backward call ``index``, until the window ends."""
+        key = group_key(raw.kind, _site_of(raw), raw.severity, raw.message)
+        entry = self._held.setdefault(key, _Held(dataclasses.replace(raw, names=[])))
+        entry.calls.setdefault(index, []).extend(raw.names)
+        entry.earlier += [i for i in raw.earlier_steps if i not in entry.earlier]
 
     def _place(
         self, name: str, names: Names, t: torch.Tensor, reached_children: dict[str, set[str]]
@@ -156,6 +165,7 @@ class Routing:
         conditional: dict[str, dict[str, list[int]]] = {}  # module -> tensor -> skipped at
         where: dict[str, Any] = {}  # module -> its held finding's site
         for held in self._held.values():
+            earlier = held.earlier
             for index, found in sorted(held.calls.items()):
                 kept = []
                 for name in found:
@@ -170,7 +180,9 @@ class Routing:
                     else:
                         kept.append(name)
                 if kept:
-                    self.book.add(dataclasses.replace(held.raw, names=kept), index)
+                    raw = dataclasses.replace(held.raw, names=kept, earlier_steps=earlier)
+                    self.book.add(raw, index)
+                    earlier = []
         for cname, members in routed.items():
             self._add_routed(self._groups[cname], members)
         for cname, members in dead.items():

@@ -91,7 +91,7 @@ KINDS: dict[str, Kind] = {
                  "library_hint": "`{holder}` ({cls}) is library code: if this part's output is not needed, build it without that part (many models have an option for it), or list these parameters under `allow_none` in gradcheck.yaml (`gradcheck init` offers them).",
                  # routing (gradcheck_cli/routing.py), decided when the check window ends
                  "routed": "members of `{container}` ({cls}) were skipped in some checked calls and trained in the others (data-dependent routing, layer drop, early exit): {counts}",
-                 "conditional": "{modules} {were} skipped in some checked calls and trained in the others (data-dependent control flow): got a gradient in {ran} of {calls} checked calls",
+                 "conditional": "{modules} {were} skipped in some checked calls (data-dependent control flow, a dropped branch) and trained in the others: got a non-zero gradient in {ran} of {calls} checked calls",
                  "never_routed": "{members} never ran in any of the {calls} checked calls, while other members of `{container}` ({cls}) did: nothing was routed to {them}",
                  "window_short": " (only {calls} checked call{s}: too few to tell a rarely used member from a dead one; check more with --steps)",
                  "never_routed_hint": "Check the routing (router, top-k, mask or capacity) that chooses among the members of `{container}`: it never selected these members (expert collapse, a dead branch, a wrong mask). If they are not meant to train, list them under `allow_none`; to give a rare member more chances to run, widen the check window with `--steps`.",
