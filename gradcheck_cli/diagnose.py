@@ -292,6 +292,8 @@ def _nearest_user_site(
                 for j in range(i + 1, len(parts))
             )
             return site, chain[i + 1], library
+    if chain and not _user_class(chain[0]):  # the root is a library model (`BertModel(...)`)
+        return None, chain[0], any(not isinstance(c, _CONTAINERS) for c in chain[:-1])
     return None, None, False
 
 

@@ -322,3 +322,29 @@ def test_bert_pooler_under_a_token_head_is_a_warning(tmp_path: Path) -> None:
     assert part["parameters"] == ["model.bert.pooler.dense.weight", "model.bert.pooler.dense.bias"]
     assert "`model.bert` (BertModel) is library code" in part["hint"]
     _run(script, tmp_path, "--fail-on", "warning", code=1)
+
+
+def test_an_unused_part_of_a_library_model_held_by_a_variable_is_a_warning(
+    tmp_path: Path,
+) -> None:
+    lib = tmp_path / "site-packages"
+    lib.mkdir()
+    (lib / "fakelib.py").write_text(_LIBRARY)
+    script = tmp_path / "root.py"
+    script.write_text(
+        f"import sys\nsys.path.insert(0, {str(lib)!r})\n"
+        "import torch\nfrom torch import nn\nfrom fakelib import Encoder\n\n"
+        "encoder, head = Encoder(), nn.Linear(8, 3)\n"
+        "opt = torch.optim.SGD([*encoder.parameters(), *head.parameters()], lr=0.1)\n"
+        "for step in range(2):\n"
+        "    hidden, _ = encoder(torch.randint(0, 20, (4, 5)))\n"
+        "    loss = head(hidden).logsumexp(-1).mean()\n"
+        "    opt.zero_grad()\n"
+        "    loss.backward()\n"
+        "    opt.step()\n"
+    )
+    findings = _run(script, tmp_path)
+    [part] = [f for f in findings if f["severity"] != "info"]
+    assert (part["kind"], part["severity"]) == ("unused_parameter", "warning")
+    assert part["parameters"] == ["encoder.pooler.dense.weight", "encoder.pooler.dense.bias"]
+    assert "`encoder` (Encoder) is library code" in part["hint"]
