@@ -173,6 +173,11 @@ class BackwardCheck:
             result.findings = session.patterns.apply(
                 result.findings, resolved, tensors, p.walk, p.where
             )
+        if p.inputs is None and exc is None:  # routed/skipped modules: decided when the window ends
+            states = [(c.name, c.state) for c in p.record.checked]
+            result.findings = session.routing.observe(
+                result.findings, states, p.names, ctx.expect_ids, self.index
+            )
         session.expectations.after_backward(self.index, result, p.walk)
         for raw in result.findings:
             finding = session.book.add(raw, self.index)

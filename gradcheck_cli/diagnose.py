@@ -226,8 +226,8 @@ def _why_missing(
                 path=cut_path(cut, t, ctx.names.alias),
             )
         else:
-            where, message, hint = _unused(ctx, t)
-            add("unused_parameter", where, name, message, hint=hint)
+            where, message, hint, severity = _unused(ctx, t)
+            add("unused_parameter", where, name, message, hint=hint, severity=severity)
     return list(by_group.values())
 
 
@@ -240,12 +240,15 @@ def _assignment_site(ctx: Context, t: torch.Tensor) -> Site | None:
     return attribute_site(module, qual.rsplit(".", 1)[-1], "__init__")
 
 
-def _unused(ctx: Context, t: torch.Tensor) -> tuple[CallSite | Site | None, str, str | None]:
-    """Where and why a parameter with no cut on its way never reached the loss."""
+def _unused(
+    ctx: Context, t: torch.Tensor
+) -> tuple[CallSite | Site | None, str, str | None, str | None]:
+    """Where and why a parameter with no cut on its way never reached the loss, a hint, and the
+    severity when not the rule's (an unused part of a library model is a warning)."""
     names = ctx.names
     module, attr = _owner(names, t)
     if module is None or attr is None:
-        return ctx.tracker.born.get(t), "never contributed to this loss", None
+        return ctx.tracker.born.get(t), "never contributed to this loss", None, None
     parent = _parent(names, module)
     mod_name = names.module_name(module) or type(module).__name__
     where: CallSite | Site | None
@@ -261,19 +264,18 @@ def _unused(ctx: Context, t: torch.Tensor) -> tuple[CallSite | Site | None, str,
             else None
         )
         msg = f"`{mod_name}` never ran in this forward pass"
-    hint = None
-    if where is None:
-        # A library's module (a pretrained model's pooler): point at the user's own line that
-        # uses the library model holding it.
-        where, holder = _nearest_user_site(names, module)
-        if holder is not None and parent is not None and not _user_class(parent):
-            hint = (
-                f"`{names.module_name(holder) or type(holder).__name__}` "
-                f"({type(holder).__name__}) is library code: if this part's output is not "
-                "needed, build it without that part (many models have an option for it), "
-                "or list these parameters under `allow_none` in gradcheck.yaml."
-            )
-    return where, msg, hint
+    if where is not None:
+        return where, msg, None, None
+    # Not a line of the user's own class: point at the user's line that holds the model around it.
+    where, holder, library = _nearest_user_site(names, module)
+    if holder is None or not library:
+        return where, msg, None, None  # a member of a container the user built is the user's
+    rule = KINDS["unused_parameter"]
+    holder_name = names.module_name(holder) or type(holder).__name__
+    fields = {"holder": holder_name, "cls": type(holder).__name__}
+    msg += rule.message("library_part", **fields)
+    severity = "error" if id(t) in ctx.expect_ids else "warning"
+    return where, msg, rule.message("library_hint", **fields), severity
 
 
 def _descend(root: nn.Module, parts: list[str]) -> list[nn.Module]:
@@ -317,9 +319,17 @@ def _user_class(module: nn.Module) -> bool:
     return is_user_file(getattr(home, "__file__", None) or "<library>")
 
 
-def _nearest_user_site(names: Names, module: nn.Module) -> tuple[Site | None, nn.Module | None]:
+# Containers hold what their builder put in them: a member's builder is the container's.
+_CONTAINERS = (nn.ModuleList, nn.ModuleDict, nn.Sequential)
+
+
+def _nearest_user_site(
+    names: Names, module: nn.Module
+) -> tuple[Site | None, nn.Module | None, bool]:
     """The call (in ``forward``) or assignment (in ``__init__``) of ``module``'s nearest ancestor
-    that user code holds as an attribute, and that ancestor."""
+    that user code holds as an attribute, that ancestor, and whether library code built the part
+    of it that leads to ``module`` (a library class assigned it, not a container the user filled:
+    an ``nn.ModuleList`` built in the user's ``__init__`` is the user's, whatever its class)."""
     chain, parts = _module_chain(names, module)
     for i in range(len(parts) - 1, -1, -1):
         owner, attr = chain[i], parts[i]
@@ -327,8 +337,14 @@ def _nearest_user_site(names: Names, module: nn.Module) -> tuple[Site | None, nn
             continue  # an entry of a container: its use is the container's
         site = attribute_site(owner, attr, "forward", call=True) or attribute_site(owner, attr)
         if site is not None:
-            return site, chain[i + 1]
-    return None, None
+            library = any(
+                not isinstance(chain[j], _CONTAINERS) and not _user_class(chain[j])
+                for j in range(i + 1, len(parts))
+            )
+            return site, chain[i + 1], library
+    if chain and not _user_class(chain[0]):  # the root is a library model (`BertModel(...)`)
+        return None, chain[0], any(not isinstance(c, _CONTAINERS) for c in chain[:-1])
+    return None, None, False
 
 
 _CHECKPOINT_FILE = os.path.join("torch", "utils", "checkpoint.py")

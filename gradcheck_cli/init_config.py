@@ -54,6 +54,9 @@ def render_config(session: Any, command: str, script: str) -> str:
     states: dict[str, str] = {}
     if session.steps:
         states = {c.name: c.state for c in session.steps[0].checked}
+    allow_none, offered = _allow_none(session)
+    for name in offered:  # offered below: not a problem to point out in `expect`
+        states.pop(name, None)
     expect: OrderedDict[str, list[str]] = OrderedDict()
     frozen: OrderedDict[str, list[str]] = OrderedDict()
     if names is not None:
@@ -90,9 +93,39 @@ def render_config(session: Any, command: str, script: str) -> str:
             f"  # NOT LISTED: {reason}; uncomment if the freeze is intended:",
             f"  #{entry[1:]}",
         ]
+    if offered:  # library parts the loss never uses (a pooler): by design, offered here
+        lines += [
+            "",
+            "# May get no gradient: parts of a library model the loss never uses.",
+            *allow_none,
+        ]
+    skip = (*WRITTEN_HERE, "allow_none") if offered else WRITTEN_HERE
     # Every other key with its default and comment, from the Config fields (config.py).
-    lines += ["", *template_lines(OPTIONS, skip=WRITTEN_HERE), ""]
+    lines += ["", *template_lines(OPTIONS, skip=skip), ""]
     return "\n".join(lines)
+
+
+def _allow_none(session: Any) -> tuple[list[str], list[str]]:
+    """``allow_none``, offering the parts of a library model that the loss never used (a pooler
+    under a token-classification head): gradcheck warns about them, and they are by design."""
+    from gradcheck_cli.rules import is_library_part
+
+    parts: OrderedDict[str, list[str]] = OrderedDict()
+    for f in session.findings:
+        if is_library_part(f.kind, f.message):
+            for name in f.parameters:
+                parts.setdefault(name.rsplit(".", 1)[0], []).append(name)
+    if not parts:
+        return ["allow_none: []"], []
+    lines = [
+        "allow_none:",
+        "  # parts of a library model that the loss never used (remove to be warned):",
+    ]
+    for module, members in parts.items():
+        pattern = f"{module}.*" if len(members) > 1 else members[0]
+        note = f"  # {len(members)} tensors" if len(members) > 1 else ""
+        lines.append(f"  - {_quote(pattern)}{note}")
+    return lines, [name for members in parts.values() for name in members]
 
 
 def _entries(groups: OrderedDict[str, list[str]], states: dict[str, str]) -> list[str]:
@@ -117,6 +150,7 @@ def summary_lines(text: str) -> list[str]:
     """What ``init`` wrote, for the terminal: the script, every entry, every commented-out one."""
     out: list[str] = []
     for line in text.splitlines():
-        if line.startswith(("script:", "expect:", "frozen:", "  - ", "  # NOT LISTED", "  # - ")):
+        shown = ("script:", "expect:", "frozen:", "  - ", "  # NOT LISTED", "  # - ")
+        if line.startswith(shown) or (line.startswith("allow_none:") and line != "allow_none: []"):
             out.append(line)
     return out

@@ -94,7 +94,18 @@ KINDS: dict[str, Kind] = {
              "Return a gradient (not None) from backward() for every input that requires grad.",
              messages={"default": "`{function}.backward()` returned no gradient for an input that requires grad"}),
         Kind("GC120", "unused_parameter", "parameter never contributed to the loss",
-             "Call the module in forward() and use its output in the loss, or remove it (DDP needs find_unused_parameters=True otherwise)."),
+             "Call the module in forward() and use its output in the loss, or remove it (DDP needs find_unused_parameters=True otherwise).",
+             messages={
+                 # appended to "`<module>` ran, but ..." for a part a library built (a warning)
+                 "library_part": ": a part of the library model `{holder}` ({cls}) that this loss does not use",
+                 "library_hint": "`{holder}` ({cls}) is library code: if this part's output is not needed, build it without that part (many models have an option for it), or list these parameters under `allow_none` in gradcheck.yaml (`gradcheck init` offers them).",
+                 # routing (gradcheck_cli/routing.py), decided when the check window ends
+                 "routed": "members of `{container}` ({cls}) were skipped in some checked calls and trained in the others (data-dependent routing, layer drop, early exit): {counts}",
+                 "conditional": "{modules} {were} skipped in some checked calls (data-dependent control flow, a dropped branch) and trained in the others: got a non-zero gradient in {ran} of {calls} checked calls",
+                 "never_routed": "{members} never ran in any of the {calls} checked calls, while other members of `{container}` ({cls}) did: nothing was routed to {them}",
+                 "window_short": " (only {calls} checked call{s}: too few to tell a rarely used member from a dead one; check more with --steps)",
+                 "never_routed_hint": "Check the routing (router, top-k, mask or capacity) that chooses among the members of `{container}`: it never selected these members (expert collapse, a dead branch, a wrong mask). If they are not meant to train, list them under `allow_none`; to give a rare member more chances to run, widen the check window with `--steps`.",
+             }),
         Kind("GC121", "unregistered_parameter", "tensor used as a parameter is not registered",
              "Use nn.ModuleList / nn.ModuleDict / nn.Parameter so model.parameters() (and the optimizer) include it."),
         Kind("GC140", "not_frozen", "a tensor listed under `frozen` still requires grad",
@@ -136,6 +147,13 @@ RULES = KINDS  # the older name
 
 def rule_for(kind: str) -> Kind:
     return KINDS[kind]
+
+
+def is_library_part(kind: str, message: str) -> bool:
+    """Is this finding an unused part of a library model (``gradcheck init`` offers it for
+    ``allow_none``)?"""
+    template = KINDS["unused_parameter"].messages["library_part"]
+    return kind == "unused_parameter" and template.split("`", 1)[0] in message
 
 
 def ignorable() -> list[str]:

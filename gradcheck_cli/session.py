@@ -36,6 +36,7 @@ from gradcheck_cli.grad_reads import explain_grad_reads
 from gradcheck_cli.instruments import Instruments
 from gradcheck_cli.name_patterns import NamePatterns, in_model_order, named_tensors
 from gradcheck_cli.naming import Names, build_names, frame_namespaces
+from gradcheck_cli.routing import Routing
 from gradcheck_cli.sites import nearest_user_frame
 from gradcheck_cli.tracking import Tracker
 from gradcheck_cli.unregistered import UnregisteredCheck
@@ -91,6 +92,7 @@ class Session:
         self.expectations = Expectations()
         self.tracker.is_held = self._held_untrained
         self.unregistered = UnregisteredCheck(self.tracker)
+        self.routing = Routing(self.book)  # unused modules, decided across the check window
         self.pid = os.getpid()
         self.parent_pid: int | None = None  # set in a forked worker
         self._active = False
@@ -135,6 +137,7 @@ class Session:
         self._last_checked = -1
         self.steps = []
         self.book = self.zero_check.book = FindingBook()
+        self.routing = Routing(self.book)
         self.tracker.stamp = self.config.in_check_window(0)
 
     def _worker_started(self) -> None:
@@ -163,6 +166,8 @@ class Session:
             self._retire()
         finally:
             self.instruments.remove()
+        with self.guard("deciding skipped modules"):
+            self.routing.finish()
         if self.tracker.grad_reads:
             explain_grad_reads(self.tracker, self._names, self.book)
         self.unregistered.flush(self.book)
@@ -189,6 +194,8 @@ class Session:
         if not self._in_backward:
             self._ran[id(module)] = module
             self.tracker.modules.append(module)
+            if self.routing.watching:
+                self.routing.module_ran(module)
 
     def module_done(self, module: nn.Module) -> None:
         stack = self.tracker.modules
@@ -368,6 +375,8 @@ class Session:
         """Add what we know to the script's fatal exception (printed right after this)."""
         if _DDP_REDUCTION not in str(exc):
             return
+        with self.guard("deciding skipped modules"):
+            self.routing.finish()  # the script is ending: its window is over
         missing = [f for f in self.findings if f.grad_state in ("none", "raised") and f.parameters]
         if missing:
             parts = "; ".join(
@@ -390,6 +399,8 @@ class Session:
 
     def build_report(self, script: m.ScriptInfo) -> m.Report:
         self.zero_check.flush()
+        with self.guard("deciding skipped modules"):
+            self.routing.finish()
         report = m.Report(
             tool={"name": "gradcheck", "version": __version__},
             environment={
