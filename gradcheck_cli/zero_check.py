@@ -102,11 +102,14 @@ class ZeroCheck:
             self.pending[name] = (lost, index)
             return None
         culprit = attribute().culprit(t)
-        raw = (
-            self._culprit_raw(culprit, name, names, lost)
-            if culprit is not None
-            else unattributed(name, lost, "no single op on its path could be identified")
-        )
+        cancelled = zeros.cancellation(attribute(), t, culprit) if lost == "zero" else None
+        if cancelled is not None:
+            raw = self._culprit_raw(cancelled, name, names, lost)
+            raw.severity = "info"
+        elif culprit is not None:
+            raw = self._culprit_raw(culprit, name, names, lost)
+        else:
+            raw = unattributed(name, lost, "no single op on its path could be identified")
         self._explained[(name, lost)] = dataclasses.replace(raw, names=[name], earlier_steps=[])
         pending = self.pending.pop(name, None)
         if pending is not None and pending[0] == lost:
