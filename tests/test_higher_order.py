@@ -122,7 +122,7 @@ def test_allow_unused_accepts_an_input_the_outputs_do_not_reach() -> None:
     b = torch.randn(3, requires_grad=True)
 
     def step() -> None:
-        (ga, gb) = torch.autograd.grad(a.sum(), [a, b], allow_unused=True)
+        (_, gb) = torch.autograd.grad(a.sum(), [a, b], allow_unused=True)
         assert gb is None
 
     assert _problems(_check(step)) == []
