@@ -18,7 +18,7 @@ from gradcheck_cli import zeros
 from gradcheck_cli.diagnose import Context, diagnose, not_differentiable_note
 from gradcheck_cli.findings import Raw, model_site
 from gradcheck_cli.graph import Walk, leaves_under, walk_graph
-from gradcheck_cli.higher_order import GRAD_API, unused_allowed
+from gradcheck_cli.higher_order import GRAD_API, input_without_grad, unused_allowed
 from gradcheck_cli.name_patterns import named_tensors
 from gradcheck_cli.naming import Names
 from gradcheck_cli.sites import CallSite, capture
@@ -102,7 +102,12 @@ class BackwardCheck:
                 p.probe.remove()
             text = str(e)
             with session.guard("diagnosing a failed backward()"), _no_torch_function():
-                if any(s in text for s in _NOT_DIFFERENTIABLE):
+                frozen_input = input_without_grad(
+                    p.inputs, p.losses, p.names, session.tracker, p.where
+                )
+                if frozen_input is not None:  # autograd.grad w.r.t. a tensor that needs no grad
+                    self._add_with_note(frozen_input, e)
+                elif any(s in text for s in _NOT_DIFFERENTIABLE):
                     self._not_differentiable(e, p)
                 elif _UNUSED_INPUT in text and p.inputs:
                     self._diagnose(p, args, kwargs, exc=e)
@@ -184,10 +189,13 @@ class BackwardCheck:
                 result.findings, resolved, tensors, p.walk, p.where
             )
         for raw in result.findings:
-            finding = session.book.add(raw, self.index)
-            if exc is not None:
-                where = finding.site.display if finding.site else "unknown site"
-                exc.add_note(f"gradcheck: {', '.join(raw.names)}: {raw.message} ({where})")
+            self._add_with_note(raw, exc)
+
+    def _add_with_note(self, raw: Raw, exc: BaseException | None) -> None:
+        finding = self.session.book.add(raw, self.index)
+        if exc is not None:
+            where = finding.site.display if finding.site else "unknown site"
+            exc.add_note(f"gradcheck: {', '.join(raw.names)}: {raw.message} ({where})")
 
     def _not_differentiable(self, exc: RuntimeError, p: PreparedCall) -> None:
         tracker = self.session.tracker

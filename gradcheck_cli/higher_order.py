@@ -24,7 +24,7 @@ from gradcheck_cli.findings import Raw
 from gradcheck_cli.graph import Walk, walk_graph
 from gradcheck_cli.naming import Names
 from gradcheck_cli.sites import CallSite
-from gradcheck_cli.tracking import Cut, IdTable, grad_fn_of
+from gradcheck_cli.tracking import Cut, IdTable, Tracker, grad_fn_of
 
 GRAD_API = "torch.autograd.grad"
 # Cuts are kept across autograd.grad calls (they feed the backward that follows); a loop that
@@ -163,3 +163,28 @@ def _penalty_raw(cut: Cut, record: _Returned, trained: list[str]) -> Raw:
         "these parameters no gradient"
     )
     return Raw(cut.kind, cut.where, trained, message, grad_state="present")
+
+
+def input_without_grad(
+    inputs: list[torch.Tensor] | None,
+    losses: list[torch.Tensor],
+    names: Names,
+    tracker: Tracker,
+    call: CallSite | None,
+) -> Raw | None:
+    """``autograd.grad`` raised because an input does not require grad (a gradient penalty on
+    ``interp`` made without ``requires_grad_``) while the outputs do: name the input, at the
+    line that made it when the tracker saw it, else at the call."""
+    if not inputs or not all(t.requires_grad for t in losses):
+        return None
+    frozen = [(i, t) for i, t in enumerate(inputs) if not t.requires_grad]
+    if not frozen:
+        return None
+    labels = [names.name_of(t) or f"inputs[{i}]" for i, t in frozen]
+    first = frozen[0][1]
+    where = tracker.rg_off.get(first) or tracker.born.get(first) or call
+    message = (
+        "`torch.autograd.grad` was asked for the gradient of a tensor that does not require grad: "
+        "call `.requires_grad_(True)` on it where it is made"
+    )
+    return Raw("requires_grad_false", where, labels, message, grad_state="raised")

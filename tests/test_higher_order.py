@@ -222,3 +222,28 @@ def test_the_op_tracker_records_nothing_inside_a_transform() -> None:
         outside = dict(session.tracker.cuts)
     assert inside == {}
     assert [c.kind for c in outside.values()] == ["detach"]
+
+
+def test_a_penalty_on_an_input_made_without_requires_grad_names_the_input() -> None:
+    torch.manual_seed(0)
+    critic = nn.Linear(2, 1)
+
+    def step() -> None:
+        interp = torch.randn(8, 2) * 0.5
+        torch.autograd.grad(critic(interp).sum(), interp, create_graph=True)  # raises
+
+    with gradcheck_cli.watch() as session:
+        try:
+            step()
+        except RuntimeError as e:
+            notes = getattr(e, "__notes__", [])
+        else:
+            raise AssertionError("torch.autograd.grad should have raised")
+    (finding,) = session.build_report(ScriptInfo(path=THIS, argv=[])).findings
+    assert (finding.kind, finding.parameters, finding.grad_state) == (
+        "requires_grad_false",
+        ["interp"],
+        "raised",
+    )
+    assert finding.site.line == _line_of(step, "# raises")
+    assert any("interp" in n and "requires_grad_(True)" in n for n in notes)
