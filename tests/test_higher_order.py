@@ -247,3 +247,19 @@ def test_a_penalty_on_an_input_made_without_requires_grad_names_the_input() -> N
     )
     assert finding.site.line == _line_of(step, "# raises")
     assert any("interp" in n and "requires_grad_(True)" in n for n in notes)
+
+
+def test_a_shift_removed_by_centering_is_information_at_the_broadcast() -> None:
+    """The terms meet inside one op: the broadcast ``x + c`` sums a gradient whose elements cancel."""
+    c = nn.Parameter(torch.zeros(1))
+
+    def step() -> None:
+        h = torch.tensor([[1.0, 2.0], [3.0, 4.0]]) + c  # shift
+        (h - h.mean()).pow(2).sum().backward()
+
+    report = _check(step)
+    assert _problems(report) == []
+    (info,) = [f for f in report.findings if f.parameters == ["c"]]
+    assert (info.kind, info.severity) == ("zero_grad_flow", "info")
+    assert "cancel exactly" in info.message and "AddBackward0" in info.message
+    assert info.site.line == _line_of(step, "# shift")
