@@ -9,8 +9,8 @@ only ever such an input (no optimizer holds it) is not expected to get a gradien
 penalty built from it trains the parameters its graph reached, unless a cut on the way to the loss
 (``g.detach()`` in the penalty) removes it — that cut is reported at its line.
 
-:class:`GradCalls` keeps what the checked ``autograd.grad`` calls of the current generation did
-(it is forgotten with the op tracker's cuts).
+:class:`GradCalls` keeps what the checked ``autograd.grad`` calls did; the session asks it
+whether the op tracker's cuts outlive such a call (they feed the ``backward()`` that follows).
 """
 
 from __future__ import annotations
@@ -74,7 +74,8 @@ class _Returned:
 
 @dataclass
 class GradCalls:
-    """What the checked ``autograd.grad`` calls did since the tracker's last new generation."""
+    """What the checked ``autograd.grad`` calls did: their inputs (for the whole run, held
+    weakly) and their ``create_graph=True`` gradients (until the tracker's next new generation)."""
 
     inputs: IdTable = field(default_factory=IdTable)  # tensor -> True: an input of some call
     returned: list[_Returned] = field(default_factory=list)

@@ -118,6 +118,7 @@ class Session:
     def _retire(self) -> None:
         self.instruments.retire()
         self._ran.clear()
+        self.grad_calls.returned.clear()  # (they hold graphs alive)
 
     def __enter__(self) -> Session:
         return self.start()
