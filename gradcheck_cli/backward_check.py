@@ -18,6 +18,7 @@ from gradcheck_cli import zeros
 from gradcheck_cli.diagnose import Context, diagnose, is_user_cut, not_differentiable_note
 from gradcheck_cli.findings import Raw, model_site
 from gradcheck_cli.graph import Walk, leaves_under, walk_graph
+from gradcheck_cli.higher_order import GRAD_API, input_without_grad, unused_allowed
 from gradcheck_cli.name_patterns import named_tensors
 from gradcheck_cli.naming import Names
 from gradcheck_cli.rules import KINDS
@@ -102,20 +103,28 @@ class BackwardCheck:
                 p.probe.remove()
             text = str(e)
             with session.guard("diagnosing a failed backward()"), _no_torch_function():
-                if any(s in text for s in _NOT_DIFFERENTIABLE):
+                frozen_input = input_without_grad(
+                    p.inputs, p.losses, p.names, session.tracker, p.where
+                )
+                if frozen_input is not None:  # autograd.grad w.r.t. a tensor that needs no grad
+                    self._add_with_note(frozen_input, e)
+                elif any(s in text for s in _NOT_DIFFERENTIABLE):
                     self._not_differentiable(e, p)
                 elif _UNUSED_INPUT in text and p.inputs:
-                    self._diagnose(p, exc=e)
+                    self._diagnose(p, args, kwargs, exc=e)
             session.record(p.record)
             raise
         if p.probe is not None:
             p.probe.remove()
         with session.guard("checking a backward()"), _no_torch_function():
             _reached_unseen(p.names, p.walk, unseen)
-            session.optim.after_backward(p.walk.leaves)
+            if self.api == GRAD_API:  # returns gradients, writes no .grad
+                session.grad_calls.record(p.inputs or [], args, kwargs, result, p.where)
+            else:
+                session.optim.after_backward(p.walk.leaves)
             if p.probe is not None:
                 p.probe.resolve()
-            self._diagnose(p)
+            self._diagnose(p, args, kwargs)
         session.record(p.record)
         return result
 
@@ -143,8 +152,15 @@ class BackwardCheck:
         probe = zeros.attach(walk) if (session.zero_check.pending or small) else None
         return PreparedCall(losses, inputs, where, walk, loss_cuts, names, record, probe)
 
-    def _diagnose(self, p: PreparedCall, exc: BaseException | None = None) -> None:
+    def _diagnose(
+        self,
+        p: PreparedCall,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        exc: BaseException | None = None,
+    ) -> None:
         session = self.session
+        optimizer_groups = session.optimizer_groups(p.names)
         ctx = Context(
             api=self.api,
             losses=p.losses,
@@ -153,9 +169,11 @@ class BackwardCheck:
             loss_cuts=p.loss_cuts,
             tracker=session.tracker,
             ran_modules=session.ran_modules(),
-            optimizer_groups=session.optimizer_groups(p.names),
+            optimizer_groups=optimizer_groups,
             explicit_inputs=p.inputs,
             events=self._events(p),
+            allow_unused=unused_allowed(self.api, args, kwargs),
+            only_grad_inputs=session.grad_calls.only_inputs(p.names, optimizer_groups),
         )
         resolved = session.patterns.resolve(p.names) if session.patterns.active else None
         tensors = named_tensors(p.names) if resolved else {}
@@ -163,6 +181,7 @@ class BackwardCheck:
             ctx.expect_ids = {id(tensors[n]) for n in resolved["expect"] if n in tensors}
         result = diagnose(ctx)
         session.unregistered.note(ctx, self.index)
+        result.findings += session.grad_calls.cut_penalties(p.loss_cuts, p.walk, p.names)
         if p.inputs is None:
             result.findings += session.zero_check.findings(
                 result, p.walk, p.probe, p.losses, p.names, p.record, not session.records_full
@@ -180,10 +199,13 @@ class BackwardCheck:
             )
         session.expectations.after_backward(self.index, result, p.walk)
         for raw in result.findings:
-            finding = session.book.add(raw, self.index)
-            if exc is not None:
-                where = finding.site.display if finding.site else "unknown site"
-                exc.add_note(f"gradcheck: {', '.join(raw.names)}: {raw.message} ({where})")
+            self._add_with_note(raw, exc)
+
+    def _add_with_note(self, raw: Raw, exc: BaseException | None) -> None:
+        finding = self.session.book.add(raw, self.index)
+        if exc is not None:
+            where = finding.site.display if finding.site else "unknown site"
+            exc.add_note(f"gradcheck: {', '.join(raw.names)}: {raw.message} ({where})")
 
     def _events(self, p: PreparedCall) -> list[Cut]:
         """This step's user cuts that did not tag the loss, nearest the loss (latest) first; a

@@ -26,6 +26,7 @@ from torch import nn
 from gradcheck_cli.cutpath import cut_path
 from gradcheck_cli.findings import Raw, group_key
 from gradcheck_cli.graph import Walk, leaves_under
+from gradcheck_cli.higher_order import reached_inputs
 from gradcheck_cli.naming import Names, attribute_site
 from gradcheck_cli.rules import KINDS
 from gradcheck_cli.sites import CallSite, Site, is_user_file
@@ -43,6 +44,8 @@ class Context:
     ran_modules: set[int]
     optimizer_groups: list[set[int]]
     explicit_inputs: list[torch.Tensor] | None = None
+    allow_unused: bool = False  # autograd.grad(allow_unused=True): unreached inputs are fine
+    only_grad_inputs: set[int] = field(default_factory=set)  # leaves autograd.grad differentiated
     expect_ids: set[int] = field(default_factory=set)  # tensors the config says must learn
     # This step's other cut events (that did not tag the loss), nearest the loss first.
     events: list[Cut] = field(default_factory=list)
@@ -88,9 +91,12 @@ def diagnose(ctx: Context) -> Result:
             cut_of.setdefault(key, cut)
     frozen: dict[Site, Raw] = {}  # frozen parameters, by the line that froze them (information)
     if ctx.explicit_inputs is not None:
+        reached = {**reached, **reached_inputs(ctx.explicit_inputs, ctx.walk)}
         expected = {
             id(t): (ctx.names.name_of(t) or f"inputs[{i}]", t)
             for i, t in enumerate(ctx.explicit_inputs)
+            # allow_unused: an input the outputs do not reach is fine, unless a cut explains it
+            if id(t) in reached or id(t) in cut_of or not ctx.allow_unused
         }
     else:
         expected = _expected(ctx, cut_of, res, frozen)
@@ -162,6 +168,8 @@ def _expected(
                     )
                 raw.names.append(qual)
     for key, (name, t) in names.leaves.items():
+        if key in ctx.only_grad_inputs and key not in ctx.expect_ids:
+            continue  # its gradient came back from autograd.grad (higher_order.py)
         if key in ctx.expect_ids or (
             t.is_leaf and t.requires_grad and (key in reached or key in cut_of)
         ):
@@ -214,7 +222,7 @@ def _why_missing(
             where = tracker.rg_off.get(t) or tracker.born.get(t) or _assignment_site(ctx, t)
             variant = "after_optimizer" if tracker.frozen_held.get(t) else "default"
             add("requires_grad_false", where, name, KINDS["requires_grad_false"].message(variant))
-        elif t.grad_fn is not None:
+        elif t.grad_fn is not None and ctx.explicit_inputs is None:  # (inputs= may be non-leaf)
             add("non_leaf", ctx.tracker.made_from.get(t), name, "is not a leaf tensor")
         elif (cut := cut_of.get(id(t)) or ctx.event_of(id(t))) is not None:
             add(

@@ -127,6 +127,7 @@ KINDS: dict[str, Kind] = {
                  "where_unselected": "`torch.where` never selects the branch these parameters feed ({node})",
                  "empty_mask": "the selection/mask passes no element of this value ({node})",
                  "zero_mask": "the mask `{code}` is zero everywhere, so nothing passes through to these parameters ({node})",
+                 "cancelled": "the gradient is a sum of {terms} that cancel exactly ({lines}; {node}): by design (a bias under mean(a) - mean(b), a shift under a softmax), not a dead path",
              }),
         Kind("GC301", "param_not_in_optimizer", "parameter receives a gradient but no optimizer updates it",
              "Build the optimizer from model.parameters() after all layers exist (or add_param_group)."),

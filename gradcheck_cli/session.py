@@ -32,7 +32,9 @@ from gradcheck_cli.config import Config
 from gradcheck_cli.errors import GradcheckExit
 from gradcheck_cli.expectation import Expectations
 from gradcheck_cli.findings import FindingBook
+from gradcheck_cli.functorch_guard import in_transform
 from gradcheck_cli.grad_reads import explain_grad_reads
+from gradcheck_cli.higher_order import GradCalls
 from gradcheck_cli.instruments import Instruments
 from gradcheck_cli.name_patterns import NamePatterns, in_model_order, named_tensors
 from gradcheck_cli.naming import Names, build_names, frame_namespaces
@@ -93,6 +95,7 @@ class Session:
         self.tracker.is_held = self._held_untrained
         self.unregistered = UnregisteredCheck(self.tracker)
         self.routing = Routing(self.book)  # unused modules, decided across the check window
+        self.grad_calls = GradCalls()  # what checked autograd.grad calls differentiated
         self.pid = os.getpid()
         self.parent_pid: int | None = None  # set in a forked worker
         self._active = False
@@ -175,6 +178,7 @@ class Session:
     def _retire(self) -> None:
         self.instruments.retire()
         self._ran.clear()
+        self.grad_calls.returned.clear()  # (they hold graphs alive)
 
     def __enter__(self) -> Session:
         return self.start()
@@ -213,13 +217,24 @@ class Session:
     def run_backward(
         self, api: str, call: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        if self._in_backward or not self._active or os.getpid() != self.pid:
+        if (
+            self._in_backward
+            or not self._active
+            or os.getpid() != self.pid
+            or in_transform()  # torch.func.grad & co. run autograd on their own level
+        ):
             return call(*args, **kwargs)
         if self._stop_pending:
             self._stop()
         caller = sys._getframe(2)
         if caller.f_code.co_filename.startswith(_TORCH_DIR):
-            return call(*args, **kwargs)  # torch calling autograd itself (e.g. checkpointing)
+            # Torch calling autograd itself (checkpointing, torch.func): with our mode active the
+            # call re-enters through it, from our own frame, and must not be checked then either.
+            self._in_backward = True
+            try:
+                return call(*args, **kwargs)
+            finally:
+                self._in_backward = False
         index = self.backward_calls
         self.backward_calls += 1
         if self.instruments.retired or not self.is_checked(index):
@@ -244,7 +259,8 @@ class Session:
             self._in_backward = False
             tr.suspended = False
             tr.backward_calls = self.backward_calls
-            tr.new_generation()
+            if not self.grad_calls.keep_generation(api):
+                tr.new_generation()
             self._last_checked = index
             # Stamp op sites for a backward call that will carry the zero-gradient probe.
             tr.stamp = self.is_checked(self.backward_calls) and bool(self.zero_check.pending)

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch.overrides import TorchFunctionMode
 
+from gradcheck_cli.functorch_guard import in_transform
 from gradcheck_cli.graph import STAMP_KEY
 from gradcheck_cli.sites import (
     CallSite,
@@ -441,12 +442,14 @@ class CutTracker(TorchFunctionMode):
                 and func not in _FACTORIES
             ):
                 return out
+            if in_transform():
+                return out  # a functorch wrapper: nothing of ours runs on it
             try:
                 self._after(tr, func, args, kwargs, out)
             except Exception as e:
                 tr.internal_error(e)
             return out
-        if special is None or special is _PASS or tr.suspended:
+        if special is None or special is _PASS or tr.suspended or in_transform():
             return func(*args, **kwargs)
         src = args[0] if args else None
         # detach_() and requires_grad_() change the source in place: read it before the call.

@@ -107,12 +107,16 @@ class ZeroCheck:
             self.pending[name] = (lost, index)
             return None
         culprit = compiled.explain(attribute().culprit(t), names, t)
-        raw = (
-            self._culprit_raw(culprit, name, names, lost)
-            if culprit is not None
-            else unattributed(name, lost, "no single op on its path could be identified")
-        )
-        if raw.severity != "info":  # an expected zero is looked at again (it must not persist)
+        cancelled = zeros.cancellation(attribute(), t, culprit) if lost == "zero" else None
+        if cancelled is not None:
+            raw = self._culprit_raw(cancelled, name, names, lost)
+            raw.severity = "info"
+        elif culprit is not None:
+            raw = self._culprit_raw(culprit, name, names, lost)
+        else:
+            raw = unattributed(name, lost, "no single op on its path could be identified")
+        if cancelled is not None or raw.severity != "info":
+            # (an expected zero of a zero-initialised weight is looked at again: it must not persist)
             self._explained[(name, lost)] = dataclasses.replace(raw, names=[name], earlier_steps=[])
         pending = self.pending.pop(name, None)
         if pending is not None and pending[0] == lost:

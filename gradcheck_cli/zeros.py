@@ -405,6 +405,54 @@ def _zero_mask(node: Any) -> Site | None:
     return None
 
 
+# Ops whose gradient toward an operand is a sum of what they received (broadcast, reduction):
+# received non-zero, sent exactly zero means the summed terms cancelled.
+_SUMMING = ("AddBackward", "SubBackward", "SumBackward", "MeanBackward", "ExpandBackward")
+
+
+def cancellation(
+    attributor: Attributor, param: torch.Tensor, culprit: Culprit | None
+) -> Culprit | None:
+    """An all-zero gradient that is a sum of non-zero terms cancelling exactly — by design, not a
+    dead path: a bias under ``mean(a) - mean(b)`` (the terms meet where the gradient accumulates
+    into the parameter), a constant shift under a softmax (they meet in a broadcast's sum).
+
+    Returns a culprit whose ``related`` lists the terms' lines (info, not an error), or None.
+    """
+    if culprit is not None:
+        if not culprit.node_name.startswith(_SUMMING):
+            return None
+        sites = [culprit.site] if culprit.site is not None else []
+        return _cancelled(sites, culprit.module, culprit.node_name, 0)
+    target = attributor.acc_of.get(id(param))
+    terms: list[Any] = []
+    parents = attributor.parents.get(id(target), []) if target is not None else []
+    for parent in {id(p): p for p in parents}.values():
+        sent = attributor.probe.sent.get(id(parent)) or []
+        for i, (child, _) in enumerate(parent.next_functions):
+            if child is target and i < len(sent) and sent[i] is not None and sent[i][0]:
+                terms.append(parent)
+                break
+    # Terms from two ops at least: one op sending +g and -g to one tensor (``x - x``) is no
+    # design anyone means.
+    if len(terms) < 2:
+        return None
+    sites: list[Site | CallSite] = []
+    for node in terms:
+        site, _ = stamp_of(node)
+        if site is not None and site not in sites:
+            sites.append(site)
+    return _cancelled(sites, None, "AccumulateGrad", len(terms))
+
+
+def _cancelled(sites: list[Any], module: Any, node: str, count: int) -> Culprit:
+    lines = ", ".join(f"line {s.line}" for s in sites) or "lines not recorded"
+    terms = f"{count} non-zero terms" if count else "non-zero terms"
+    message = KINDS["zero_grad_flow"].message("cancelled", terms=terms, lines=lines, node=node)
+    first = sites[0] if sites else None
+    return Culprit("zero_grad_flow", first, module, message, related=None, node_name=node)
+
+
 def _function_culprit(node: Any, fn_cls: type) -> Culprit:
     """A custom autograd.Function whose backward() sent None (or zeros): point at its return."""
     import ast
