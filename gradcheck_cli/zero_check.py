@@ -35,6 +35,7 @@ class ZeroCheck:
         # (name, "zero" | "none") -> what explained it at a probed backward call
         self._explained: dict[tuple[str, str], Raw] = {}
         self.stepped: set[int] = set()  # tensors an optimizer step has updated
+        self.nonzero_seen: set[str] = set()  # names that got a non-zero gradient at a checked call
 
     def findings(
         self,
@@ -74,6 +75,9 @@ class ZeroCheck:
                 state = lost = "none"  # in the graph, yet no gradient arrived
             elif grad is not None and zeros.is_zero(grad, grad_norm or 0.0, self.zero_atol):
                 state = lost = "zero"
+            if lost is None and grad is not None:
+                self.nonzero_seen.add(name)
+                self.pending.pop(name, None)  # a transient zero (a dropped branch) is no finding
             if lost is not None and t is not None:
                 raw = self._lost(name, lost, t, probe, attribute, names, record.index)
                 if raw is not None:
@@ -167,6 +171,25 @@ class ZeroCheck:
             why = "it was found at the last checked backward, so the op could not be traced (check one more: --steps)"
             self.book.add(unattributed(name, lost, why), index)
         self.pending.clear()
+        self._demote_transient()
+
+    def _demote_transient(self) -> None:
+        """An all-zero gradient at some checked calls only — a branch dropped by stochastic depth,
+        an expert that got an empty batch — is information: the tensors learn in the others."""
+        for f in self.book.values():
+            if (
+                f.kind == "zero_grad_flow"
+                and f.severity != "info"
+                and f.grad_state == "zero"
+                and f.parameters
+                and all(n in self.nonzero_seen for n in f.parameters)
+            ):
+                f.severity = "info"
+                f.message += (
+                    f" — only at backward call{'s' if len(f.steps) != 1 else ''} "
+                    f"{', '.join(map(str, f.steps[:8]))}: these tensors got a non-zero gradient at "
+                    "other checked calls (a dropped branch, an empty batch)"
+                )
 
 
 def _with_module(message: str, module: Any, names: Names) -> str:
