@@ -32,6 +32,11 @@ _PROBE_FIRST_NODES = 5_000  # graphs up to this size get the zero-gradient probe
 _CHECKPOINT_NODE = "CheckpointFunctionBackward"  # torch.utils.checkpoint, use_reentrant=True
 _NOT_DIFFERENTIABLE = ("does not require grad", "does not have a grad_fn")
 _UNUSED_INPUT = "appears to not have been used in the graph"
+# Cut events that can explain a tensor the loss missed (comparisons and no_grad regions are too
+# common in correct code — accuracy, early-exit tests, evaluation — to be blamed without a tag).
+_EVENT_KINDS = frozenset(
+    ("python_scalar_roundtrip", "numpy_roundtrip", "rewrap_tensor", "detach", "data_attr")
+)
 # Runs the enclosed torch calls without any TorchFunctionMode or subclass __torch_function__.
 _no_torch_function = torch._C.DisableTorchFunction
 
@@ -172,6 +177,7 @@ class BackwardCheck:
             optimizer_groups=optimizer_groups,
             explicit_inputs=p.inputs,
             events=self._events(p),
+            earlier_nodes=session.expectations.earlier_nodes,
             allow_unused=unused_allowed(self.api, args, kwargs),
             only_grad_inputs=session.grad_calls.only_inputs(p.names, optimizer_groups),
         )
@@ -216,6 +222,7 @@ class BackwardCheck:
             c
             for c in sorted(self.session.tracker.cuts.values(), key=lambda c: -c.id)
             if c.id not in fed
+            and c.kind in _EVENT_KINDS
             and is_user_cut(c)
             and not (c.roots and all(k in earlier for k in c.roots))
         ]

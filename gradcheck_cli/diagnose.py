@@ -49,6 +49,7 @@ class Context:
     expect_ids: set[int] = field(default_factory=set)  # tensors the config says must learn
     # This step's other cut events (that did not tag the loss), nearest the loss first.
     events: list[Cut] = field(default_factory=list)
+    earlier_nodes: set[int] = field(default_factory=set)  # the last checked backward's graph
     _event_of: dict[int, Cut] | None = None
 
     def event_of(self, key: int) -> Cut | None:
@@ -57,7 +58,15 @@ class Context:
         if self._event_of is None:
             self._event_of = {}
             for cut in self.events:
-                for leaf in leaves_under(cut.roots.values(), self.names.alias):
+                # Only what this step's graph fed the event: a value read from the parameters
+                # themselves (an evaluation under no_grad, then `.item()`) is no cut of the loss.
+                # Nor is a value read from an earlier backward's graph (logging `loss.item()`).
+                nodes = [
+                    r
+                    for k, r in cut.roots.items()
+                    if not isinstance(r, torch.Tensor) and k not in self.earlier_nodes
+                ]
+                for leaf in leaves_under(nodes, self.names.alias):
                     self._event_of.setdefault(leaf, cut)
         return self._event_of.get(key)
 

@@ -88,7 +88,7 @@ def render_config(session: Any, command: str, script: str) -> str:
     lines += ["frozen:", *_entries(kept, states)] if kept else ["frozen: []"]
     for module, members in doubtful.items():
         reason = next(suspects[m] for m in members if m in suspects)
-        [entry] = _entries(OrderedDict([(module, members)]), states)
+        [entry] = _entries(OrderedDict([(module, members)]), {})  # frozen: no gradient expected
         lines += [
             f"  # NOT LISTED: {reason}; uncomment if the freeze is intended:",
             f"  #{entry[1:]}",
@@ -151,6 +151,8 @@ def summary_lines(text: str) -> list[str]:
     out: list[str] = []
     for line in text.splitlines():
         shown = ("script:", "expect:", "frozen:", "  - ", "  # NOT LISTED", "  # - ")
-        if line.startswith(shown) or (line.startswith("allow_none:") and line != "allow_none: []"):
+        if line.startswith(shown) or (
+            line.startswith("allow_none:") and line.split("#")[0].strip() != "allow_none: []"
+        ):
             out.append(line)
     return out

@@ -386,10 +386,11 @@ def test_init_prints_what_it_wrote_and_comments_out_a_freeze_that_looks_like_a_b
         "  " + reason,
         "    # - model.2.*  # 2 tensors",
     ]
-    # The freeze is still reported by `gradcheck run` with the written config.
+    # The freeze is still reported by `gradcheck run` with the written config: it came after the
+    # optimizer was built and before it ever stepped those tensors, so it is an error.
     again = gradcheck("run", "train.py", cwd=tmp_path)
-    assert again.returncode == 0, again.stderr
-    assert "i requires_grad_false model.2.* (2 tensors)" in again.stderr
+    assert again.returncode == 1, again.stderr
+    assert "✗ requires_grad_false GC106  model.2.* (2 tensors)" in again.stderr
 
 
 def test_discovered_config_for_another_script_warns_about_unmatched_names(tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """Family 6: a helper in another file clamps exp() output through .data; ExpBackward multiplies
 by the (now zero) output, so the layer before it gets an all-zero gradient."""
 
-# gradcheck-expect: data_attr model.0.weight model.0.bias
+# gradcheck-expect: data_attr model.0.weight model.0.bias model.1.weight
 # gradcheck-exit: 1
 # gradcheck-cause: helpers.py
 
