@@ -112,16 +112,6 @@ class FindingBook:
             for f in self._by_key.values()
         )
 
-    def explained(self, names: list[str], index: int) -> bool:
-        """Did backward call ``index`` already report each of ``names`` as getting no gradient?"""
-        missing = {
-            p
-            for f in self._by_key.values()
-            if f.severity == "error" and f.grad_state == "none" and index in f.steps
-            for p in f.parameters
-        }
-        return bool(names) and all(n in missing for n in names)
-
     def for_report(self, ignores: Any) -> list[m.Finding]:
         """The findings the report shows, most severe and earliest first."""
         return sorted((f for f in self._by_key.values() if not ignores(f.kind)), key=_order)

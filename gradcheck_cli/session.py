@@ -92,7 +92,7 @@ class Session:
         self.patterns = NamePatterns(self.config)
         self.zero_check = ZeroCheck(self.tracker, self.book, self.config.zero_atol)
         self.expectations = Expectations()
-        self.tracker.is_held = self._held_untrained
+        self.tracker.held_untrained = self._held_untrained
         self.unregistered = UnregisteredCheck(self.tracker)
         self.routing = Routing(self.book)  # unused modules, decided across the check window
         self.grad_calls = GradCalls()  # what checked autograd.grad calls differentiated

@@ -163,7 +163,7 @@ class Tracker:
             IdTable()
         )  # tensors frozen while an optimizer already held them (-> True)
         # Does an optimizer hold this tensor, not yet stepped (see Session._held_untrained)?
-        self.is_held: Callable[[Tensor], bool] | None = None
+        self.held_untrained: Callable[[Tensor], bool] | None = None
         self.errors: list[str] = []  # our own failures, reported as notes (never raised)
         self.on_grad_cleared: Callable[[], None] | None = None  # `p.grad = None` by user code
         self.cuts: dict[int, Cut] = {}
@@ -240,7 +240,7 @@ class Tracker:
         """``requires_grad`` of ``t`` turned off at ``where`` (remembering whether an optimizer
         already held it, untrained: a freeze after the optimizer was built to train it)."""
         self.rg_off.set(t, where)
-        if self.is_held is not None and self.is_held(t):
+        if self.held_untrained is not None and self.held_untrained(t):
             self.frozen_held.set(t, True)
 
     def internal_error(self, e: Exception) -> None:
