@@ -258,7 +258,7 @@ class Net(nn.Module):
 
 
 net = Net()
-net(torch.randn(2, 3)).sum().backward()
+net(torch.randn(64, 3)).sum().backward()
 """
 
 
@@ -326,7 +326,7 @@ def test_verbose_adds_every_tensor_and_the_full_user_stack(tmp_path: Path) -> No
     added = [line for line in verbose.stderr.splitlines() if line not in plain.stderr.splitlines()]
     assert added[:2] == [
         "    tensors (2): net.features.0.weight, net.features.0.bias",
-        "    called from train.py:18 in <module>: net(torch.randn(2, 3)).sum().backward()",
+        "    called from train.py:18 in <module>: net(torch.randn(64, 3)).sum().backward()",
     ]
     table = [line.split() for line in verbose.stderr.splitlines()[-7:]]
     assert table[0][:4] == ["gradient", "flow", "backward", "call"]
