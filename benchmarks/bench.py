@@ -78,6 +78,10 @@ MODELS = ("mlp", "small_tf", "medium_tf", "graph_100k")
 DIAGNOSIS_MODEL = "graph_100k"
 DIAGNOSIS_LIMIT_MS = 150.0
 FLAT_LIMIT_BYTES = 1 * MB
+# What a checked step may cost, as a multiple of a plain step, in the check window and with every
+# step checked (issue #18: checked steps are what the Python API, the pytest plugin, notebooks,
+# `--steps all` and short scripts pay on every call).
+CHECKED_LIMITS = {"mlp": 2.0, "small_tf": 1.3, "medium_tf": 1.03, "graph_100k": 1.15}
 
 
 # -- plan ----------------------------------------------------------------------------------------
@@ -533,6 +537,40 @@ def print_table(results: list[ModelResult], default_steps: int | str) -> None:
         )
 
 
+def in_window_row(res: ModelResult) -> tuple[str, bool]:
+    """The row of steps inside the default check window, and whether it stands in for it: when
+    the window was not run (``--quick`` on the ~100k-node graph), every-step-checked steps, which do
+    the same work."""
+    if res.row("default_window") is not None:
+        return "default_window", False
+    return "all", True
+
+
+def print_checked_table(results: list[ModelResult]) -> None:
+    """The issue #18 table: checked steps as a multiple of plain, against their target."""
+    head = (
+        f"{'model':<11} {'plain ms':>9} {'in window':>10} {'every step':>11} "
+        f"{'anomaly mode':>13} {'target':>8}"
+    )
+    print(head)
+    print("-" * len(head))
+
+    def x(res: ModelResult, name: str) -> str:
+        ratio = res.ratio(name)
+        return "-" if ratio is None else f"{ratio:.2f}x"
+
+    for res in results:
+        plain = res.row("plain")
+        window, stand_in = in_window_row(res)
+        print(
+            f"{res.key:<11} {(fmt_ms(plain.median) if plain else '-'):>9} "
+            f"{x(res, window) + ('*' if stand_in else ''):>10} {x(res, 'all'):>11} "
+            f"{x(res, 'anomaly'):>13} {'<= ' + format(CHECKED_LIMITS[res.key], '.2f') + 'x':>8}"
+        )
+    if any(in_window_row(res)[1] for res in results):
+        print("* the window itself was not run (--quick): every-step-checked steps stand in for it")
+
+
 def evaluate(
     results: dict[str, ModelResult], flats: list[FlatResult], default_steps: int | str
 ) -> list[Target]:
@@ -559,6 +597,18 @@ def evaluate(
         ok = ratio is not None and ratio <= limit
         targets.append(Target(name, value, f"<= {limit:.2f}x", ok))
 
+    for model in MODELS:
+        limit = CHECKED_LIMITS[model]
+        if model in results:
+            window, stand_in = in_window_row(results[model])
+            label = "in the check window" + (
+                " (every step checked, standing in)" if stand_in else ""
+            )
+        else:
+            window, label = "default_window", "in the check window"
+        ratio_target(f"checked steps {label} on {model}", model, window, limit)
+        if window != "all":
+            ratio_target(f"checked steps (every step) on {model}", model, "all", limit)
     ratio_target(f"default ({dlabel}) on small_tf", "small_tf", drow, 1.30)
     ratio_target(f"default ({dlabel}) on medium_tf", "medium_tf", drow, 1.05)
     for model in MODELS:
@@ -717,6 +767,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     print()
     print_table(ordered, default_steps)
+    print("== checked steps, x plain (targets: issue #18) ==")
+    print_checked_table(ordered)
+    print()
     print(
         "py peak MB: tracemalloc peak of Python allocations during the condition's memory "
         "session, above the level before it; maxRSS MB: getrusage max RSS of the process after "
