@@ -64,8 +64,7 @@ class ZeroCheck:
             fsdp.local(t.grad) if (t is not None and state == "ok") else None
             for _, state, t in result.checked
         ]
-        norms = zeros.grad_norms(grads)
-        deads = zeros.dead_fractions(grads)
+        norms, deads = zeros.grad_stats(grads)
         for (name, state, t), grad, grad_norm, dead_rows in zip(
             result.checked, grads, norms, deads, strict=True
         ):
