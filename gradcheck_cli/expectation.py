@@ -51,6 +51,8 @@ class Expectations:
         self, optimizer: torch.optim.Optimizer, raws: list[Raw], names: Names
     ) -> list[tuple[Raw, int]]:
         """``step()``'s findings, each with the backward call it belongs to."""
+        if not self.deferred and not raws:  # (the common case: nothing to decide)
+            return []
         params = [p for g in optimizer.param_groups for p in g["params"]]
         missing = {id(p) for p in params if p.grad is None}
         found: list[tuple[Raw, int]] = []

@@ -127,15 +127,16 @@ def _display_name(name: str) -> str:
     return name[5:] if name.startswith("self.") else name
 
 
+_WRAPPERS = ("DistributedDataParallel", "DataParallel", "OptimizedModule")
+
+
 def _strip_wrappers(module: nn.Module) -> nn.Module:
     # DDP / DataParallel / torch.compile wrappers: name parameters as the user's own model.
+    if type(module).__name__ not in _WRAPPERS:  # (a missing attribute of a module is slow)
+        return module
     for attr in ("module", "_orig_mod"):
         inner = getattr(module, attr, None)
-        if isinstance(inner, nn.Module) and type(module).__name__ in (
-            "DistributedDataParallel",
-            "DataParallel",
-            "OptimizedModule",
-        ):
+        if isinstance(inner, nn.Module):
             return _strip_wrappers(inner)
     return module
 
@@ -144,6 +145,7 @@ def build_names(
     namespaces: list[dict[str, Any]],
     extra_modules: Iterable[nn.Module] = (),
     keep_non_leaf: Callable[[torch.Tensor], bool] | None = None,
+    structures: StructureCache | None = None,
 ) -> Names:
     """Name everything reachable from ``namespaces`` (innermost scope first).
 
@@ -193,29 +195,38 @@ def build_names(
     inside: set[int] = set()
     for r in candidates:
         if id(r.module) not in inside:
-            shape = shapes[id(r.module)] = _Structure(r.module)
+            shape = shapes[id(r.module)] = (
+                structures.get(r.module) if structures is not None else _Structure(r.module)
+            )
             inside.update(id(sub) for _, sub in shape.modules[1:])
     contained: set[int] = set()
     sized = sorted(
         (r for r in candidates if id(r.module) in shapes),
         key=lambda r: -len(shapes[id(r.module)].modules),
     )
-    for root in sized:
-        if id(root.module) in contained:
+    for candidate in sized:
+        if id(candidate.module) in contained:
             continue
+        shape = shapes[id(candidate.module)]
+        named = shape.named(candidate.name)
+        root = named.root
         names.roots.append(root)
-        shape = shapes[id(root.module)]
-        for path, sub in shape.modules:
-            if id(sub) not in names.module_path:
-                names.module_path[id(sub)] = (root, path)
-            if sub is not root.module:
-                contained.add(id(sub))
+        contained.update(named.module_path)
+        contained.discard(id(root.module))
+        if not names.module_path:  # the first root (usually the only one): copied whole
+            names.module_path.update(named.module_path)
+            names.param_name.update(named.param_name)
+            names.param_root.update(dict.fromkeys(named.param_name, root))
+            names.params.update(named.params)
+        else:  # a module or parameter shared with an earlier root keeps that root's name
+            for key, entry in named.module_path.items():
+                names.module_path.setdefault(key, entry)
+            for key, qual in named.param_name.items():
+                if key not in names.param_name:
+                    names.param_name[key] = qual
+                    names.param_root[key] = root
+                    names.params[key] = named.params[key]
         names.alias.update(shape.alias)
-        for pname, p in shape.params:
-            if id(p) not in names.param_name:
-                names.param_name[id(p)] = f"{root.name}.{pname}"
-                names.param_root[id(p)] = root
-                names.params[id(p)] = p
         for u in shape.unregistered(root.name):
             names.unregistered.setdefault(id(u.tensor), u)
     # A module that only ran (no variable holds it) and lives in a plain list of a named model is
@@ -242,11 +253,11 @@ class _Structure:
     """One pass over a module tree: what ``named_modules()`` and ``named_parameters()`` yield (same
     order, duplicates removed) and the tensors held outside parameters.
 
-    Names are rebuilt at every checked backward; torch's generators walk the tree once per call,
-    and this is called for modules, parameters, sizes and unregistered tensors alike.
+    Built once per module tree and reused across checked calls by :class:`StructureCache`; this
+    is called for modules, parameters, sizes and unregistered tensors alike.
     """
 
-    __slots__ = ("_held", "alias", "modules", "params")
+    __slots__ = ("_candidates", "_held", "_named", "alias", "holders", "modules", "params")
 
     def __init__(self, module: nn.Module) -> None:
         self.modules: list[tuple[str, nn.Module]] = []
@@ -273,15 +284,60 @@ class _Structure:
             self.params = [(n, self.alias.get(id(p), p)) for n, p in self.params]
             seen_params |= {id(p) for p in self.alias.values()}
         self._held = seen_params
+        # (module, attribute, value, size) of every attribute that may hold a tensor outside the
+        # parameters: what StructureCache checks again before reusing this structure.
+        self.holders: list[tuple[nn.Module, str, Any, int]] = []
+        self._candidates: list[tuple[str, str, str, torch.Tensor, nn.Module]] | None = None
+        self._named: dict[str, _Named] = {}
+
+    def named(self, root_name: str) -> _Named:
+        """The tree's modules and parameters named under ``root_name`` (kept per name)."""
+        named = self._named.get(root_name)
+        if named is None:
+            root = Root(root_name, self.modules[0][1])
+            named = self._named[root_name] = _Named(
+                root,
+                {id(sub): (root, path) for path, sub in self.modules},
+                {id(p): f"{root_name}.{pname}" for pname, p in self.params},
+                {id(p): p for _, p in self.params},
+            )
+        return named
 
     def unregistered(self, root_name: str) -> list[Unregistered]:
         """Tensors that require grad, held by a module outside its parameters (plain list/attr)."""
-        found: list[Unregistered] = []
+        if self._candidates is None:
+            self._candidates = self._scan()
+        return [
+            Unregistered(
+                f"{root_name}.{path}.{tail}" if path else f"{root_name}.{tail}",
+                t,
+                module,
+                attr,
+            )
+            for path, attr, tail, t, module in self._candidates
+            if t.requires_grad
+        ]
+
+    def _scan(self) -> list[tuple[str, str, str, torch.Tensor, nn.Module]]:
+        """(module path, attribute, name below the module, tensor, module) of each tensor a
+        module holds outside the registered parameters, whether it requires grad or not."""
+        found: list[tuple[str, str, str, torch.Tensor, nn.Module]] = []
         registered = self._held
         for path, module in self.modules:
-            prefix = f"{root_name}.{path}" if path else root_name
-            for attr, value in vars(module).items():
-                if attr.startswith("_") or attr == "training":
+            # Most attributes are torch's own (`_parameters`, hooks) or plain numbers: only
+            # containers and tensors can hold a tensor.
+            d = vars(module)
+            extra = [a for a in d.keys() - _MODULE_INTERNALS if isinstance(d[a], _HOLDERS)]
+            if not extra:
+                continue
+            order = list(d)
+            extra.sort(key=order.index)
+            for attr in extra:
+                value = d[attr]
+                self.holders.append(
+                    (module, attr, value, len(value) if not isinstance(value, torch.Tensor) else 0)
+                )
+                if attr[:1] == "_":
                     continue
                 items: list[tuple[str, Any]]
                 if isinstance(value, (list, tuple)):
@@ -291,18 +347,74 @@ class _Structure:
                 else:
                     items = [("", value)]
                 for suffix, item in items[:256]:
-                    base = f"{prefix}.{attr}{suffix}"
                     if isinstance(item, nn.Module) and suffix:
                         for pname, p in item.named_parameters():
-                            if id(p) not in registered and p.requires_grad:
-                                found.append(Unregistered(f"{base}.{pname}", p, module, attr))
-                    elif (
-                        isinstance(item, torch.Tensor)
-                        and item.requires_grad
-                        and id(item) not in registered
-                    ):
-                        found.append(Unregistered(base, item, module, attr))
+                            if id(p) not in registered:
+                                found.append((path, attr, f"{attr}{suffix}.{pname}", p, module))
+                    elif isinstance(item, torch.Tensor) and id(item) not in registered:
+                        found.append((path, attr, f"{attr}{suffix}", item, module))
         return found
+
+
+@dataclass
+class _Named:
+    root: Root
+    module_path: dict[int, tuple[Root, str]]
+    param_name: dict[int, str]
+    params: dict[int, torch.Tensor]
+
+
+# What a module attribute must be to hold a tensor outside the registered parameters.
+_HOLDERS = (list, tuple, dict, torch.Tensor)
+# The attributes every module has (torch's own bookkeeping, `training`): never user tensors.
+_MODULE_INTERNALS = frozenset(vars(nn.Module()))
+
+
+class StructureCache:
+    """Module trees as :class:`_Structure`, reused from one checked call to the next.
+
+    Rebuilding them is most of the cost of naming a small model at every check. A structure is
+    reused while :data:`STRUCTURE_VERSION` is unchanged — the patches bump it whenever a module
+    registers a submodule or parameter, has an attribute assigned or deleted, or is converted
+    (``.to()``) — and while every attribute that held a tensor outside the parameters (a plain
+    list, dict or tensor attribute) still holds the same object with the same length. Trees
+    with FSDP2 stand-ins are never reused: those change around every forward.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[int, tuple[weakref.ref[nn.Module], int, _Structure]] = {}
+
+    def get(self, module: nn.Module) -> _Structure:
+        entry = self._entries.get(id(module))
+        if entry is not None:
+            ref, version, shape = entry
+            if ref() is module and version == STRUCTURE_VERSION[0] and _holders_unchanged(shape):
+                return shape
+        shape = _Structure(module)
+        if not shape.alias:
+            shape.unregistered("")  # (scans the holders now, while the version is current)
+            if len(self._entries) >= 256:
+                self._entries.clear()
+            self._entries[id(module)] = (weakref.ref(module), STRUCTURE_VERSION[0], shape)
+        return shape
+
+
+# Bumped by the patches on every change to a module tree (see StructureCache).
+STRUCTURE_VERSION = [0]
+
+
+def structure_changed(*_: Any) -> None:
+    """A module tree may have changed: no cached structure is reused. (Also a registration hook:
+    it returns None, so torch registers the value unchanged.)"""
+    STRUCTURE_VERSION[0] += 1
+
+
+def _holders_unchanged(shape: _Structure) -> bool:
+    for module, attr, value, size in shape.holders:
+        now = vars(module).get(attr)
+        if now is not value or (not isinstance(value, torch.Tensor) and len(value) != size):
+            return False
+    return True
 
 
 def frame_namespaces(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +26,7 @@ from torch.optim.optimizer import (
 )
 
 from gradcheck_cli.findings import Raw
-from gradcheck_cli.naming import Names
+from gradcheck_cli.naming import Names, structure_changed
 from gradcheck_cli.sites import CallSite, capture
 
 
@@ -42,6 +43,10 @@ class Replacement:
     old: Any
     new: Any
     where: CallSite
+
+
+# Values whose assignment to a module attribute can change what its tree holds.
+_STRUCTURAL = (nn.Module, torch.Tensor, list, tuple, dict)
 
 
 def _tensors(x: Any) -> list[torch.Tensor]:
@@ -106,7 +111,6 @@ class OptimizerWatch:
         found: list[Raw] = []
         params = [p for g in optimizer.param_groups for p in g["params"]]
         name = names.name_of
-        where = capture()
         present = [p for p in params if p.grad is not None]
         trained = [p for p in params if id(p) in self.had_grad]
         # zero_grad(set_to_none=False) leaves zeros: "freshly zeroed" counts as wiped too.
@@ -129,7 +133,7 @@ class OptimizerWatch:
                 found.append(
                     Raw(
                         "step_without_grad",
-                        where,
+                        capture(),
                         [n for n in (name(p) for p in params) if n],
                         "optimizer.step() found no gradient on any of its parameters: this update does nothing",
                     )
@@ -148,7 +152,7 @@ class OptimizerWatch:
             found.append(
                 Raw(
                     "frozen_weight_decay",
-                    freeze or where,
+                    freeze or capture(),
                     [n for n in (name(p) for p in frozen) if n],
                     "these parameters no longer require grad, but still have a .grad tensor, so the optimizer "
                     "keeps applying weight decay (and momentum) to them: the frozen weights still change",
@@ -226,6 +230,7 @@ def install(
     patches: Any,
     on_step: Callable[[torch.optim.Optimizer, Any], Any],
     on_step_done: Callable[[], None],
+    mode_off: Callable[[], AbstractContextManager[None]],
 ) -> None:
     """Optimizer construction/zero_grad/step hooks and the layer-replacement patch.
 
@@ -246,12 +251,15 @@ def install(
     @functools.wraps(orig_zero_grad)
     def zero_grad(self: torch.optim.Optimizer, *args: Any, **kwargs: Any) -> None:
         watch.wiped()
-        return orig_zero_grad(self, *args, **kwargs)
+        with mode_off():  # torch's own loop over the parameters: nothing to see there
+            return orig_zero_grad(self, *args, **kwargs)
 
     orig_setattr = nn.Module.__setattr__
 
     @functools.wraps(orig_setattr)
     def module_setattr(self: nn.Module, name: str, value: Any) -> None:
+        if name != "training" and isinstance(value, _STRUCTURAL):
+            structure_changed()
         if watch.optimizers and isinstance(value, (nn.Module, torch.Tensor)):
             d = self.__dict__
             old = d.get("_modules", {}).get(name) or d.get("_parameters", {}).get(name)

@@ -25,6 +25,7 @@ import torch
 import torch.autograd.grad_mode as grad_mode
 from torch.utils.hooks import RemovableHandle
 
+from gradcheck_cli.naming import structure_changed
 from gradcheck_cli.sites import CallSite, Site, capture, is_user_file, skip_own_frames
 from gradcheck_cli.tracking import Region, Tracker, from_numpy_hook
 
@@ -127,6 +128,9 @@ def install(engine: Engine, patches: PatchSet, counting: PatchSet) -> None:
 
 
 # Long because each replacement method is a closure over the original it wraps (four managers).
+# While the tracker is suspended (torch's optimizer code, our own analysis) no region is opened:
+# its ops are not looked at, and the optimizer's `set_grad_enabled` calls restore the mode they
+# found. Regions are always closed, whoever opened them.
 def _install_grad_modes(tr: Tracker, patches: PatchSet) -> None:
     no_grad, enable_grad = grad_mode.no_grad, grad_mode.enable_grad
     set_grad_enabled, inference_mode = grad_mode.set_grad_enabled, grad_mode.inference_mode
@@ -136,7 +140,7 @@ def _install_grad_modes(tr: Tracker, patches: PatchSet) -> None:
 
         @functools.wraps(orig)
         def __enter__(self: Any) -> Any:
-            if _compiling():
+            if _compiling() or tr.suspended:
                 return orig(self)
             tr.push_region(Region(kind, enabled_of(self), region_where(kind), self))
             return orig(self)
@@ -171,7 +175,11 @@ def _install_grad_modes(tr: Tracker, patches: PatchSet) -> None:
         import sys
 
         sge_init(self, mode)
-        if _compiling() or os.path.abspath(sys._getframe(1).f_code.co_filename) == _GRAD_MODE_FILE:
+        if (
+            _compiling()
+            or tr.suspended
+            or os.path.abspath(sys._getframe(1).f_code.co_filename) == _GRAD_MODE_FILE
+        ):
             return
         tr.push_region(
             Region(
@@ -187,7 +195,7 @@ def _install_grad_modes(tr: Tracker, patches: PatchSet) -> None:
 
     @functools.wraps(sge_enter)
     def sge__enter__(self: Any) -> Any:
-        if _compiling():
+        if _compiling() or tr.suspended:
             return sge_enter(self)
         for r in reversed(tr.regions):
             if isinstance(r.token, weakref.ref) and r.token() is self:
@@ -270,6 +278,7 @@ def _install_misc(engine: Engine, patches: PatchSet) -> None:
         return orig_module_rg(self, requires_grad)
 
     patches.patch(torch.nn.Module, "requires_grad_", module_requires_grad_)
+    _install_structure_watch(patches)
 
     def pre_hook(module: torch.nn.Module, args: Any) -> None:
         if _compiling():
@@ -289,6 +298,42 @@ def _install_misc(engine: Engine, patches: PatchSet) -> None:
     patches.add_handle(
         torch.nn.modules.module.register_module_forward_hook(post_hook, always_call=True)
     )
+
+
+def _install_structure_watch(patches: PatchSet) -> None:
+    """Whatever may change a module tree tells the names cache (:class:`naming.StructureCache`):
+    torch's registration hooks (submodules, parameters: ``__setattr__``, ``add_module``,
+    ``register_parameter``), attribute deletion, conversion (``.to()`` may replace parameters)
+    and the container methods that write ``_modules`` directly. Plain attribute assignment is
+    seen by the ``Module.__setattr__`` patch (``optim.install``)."""
+    hooks = torch.nn.modules.module
+    for name in (
+        "register_module_module_registration_hook",
+        "register_module_parameter_registration_hook",
+    ):
+        register = getattr(hooks, name, None)
+        if register is not None:
+            patches.add_handle(register(structure_changed))
+    nn = torch.nn
+    for cls, method in (
+        (nn.Module, "__delattr__"),
+        (nn.Module, "_apply"),
+        (nn.Sequential, "insert"),
+        (nn.ModuleList, "insert"),
+        (nn.ModuleDict, "__delitem__"),
+        (nn.ModuleDict, "clear"),
+    ):
+        if method in vars(cls):
+            patches.patch(cls, method, _changing_structure(getattr(cls, method)))
+
+
+def _changing_structure(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        structure_changed()
+        return method(*args, **kwargs)
+
+    return wrapper
 
 
 def _install_fast_paths(patches: PatchSet) -> None:

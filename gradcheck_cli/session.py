@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -37,7 +38,7 @@ from gradcheck_cli.grad_reads import explain_grad_reads
 from gradcheck_cli.higher_order import GradCalls
 from gradcheck_cli.instruments import Instruments
 from gradcheck_cli.name_patterns import NamePatterns, in_model_order, named_tensors
-from gradcheck_cli.naming import Names, build_names, frame_namespaces
+from gradcheck_cli.naming import Names, StructureCache, build_names, frame_namespaces
 from gradcheck_cli.routing import Routing
 from gradcheck_cli.sites import nearest_user_frame
 from gradcheck_cli.tracking import Tracker
@@ -102,16 +103,22 @@ class Session:
         self._in_backward = False
         self._ran: dict[int, nn.Module] = {}  # modules run since the last checked backward call
         self._names: Names | None = None
+        self._structures = StructureCache()
         self.backward_calls = 0
         self.steps_checked = 0  # backward calls checked
         # Time spent checking backward calls, autograd's own work excluded (benchmarks/ reads it).
         self.analysis_seconds = 0.0
         self._in_optimizer_step = False  # the tracker is suspended for an optimizer.step()
+        # optimizer -> its size, once all its tensors were stepped
+        self._all_stepped: weakref.WeakKeyDictionary[torch.optim.Optimizer, int] = (
+            weakref.WeakKeyDictionary()
+        )
         self._in_closure = False  # running the closure passed to optimizer.step()
         self.steps: list[m.Step] = []  # records of the first checked backward calls
         self.notes: list[str] = []
         self.devices: set[str] = set()  # where the checked losses lived (the report's header)
         self._jit_noted = False
+        self._jit_seen: set[tuple[int, int]] = set()
         self.internal_errors: list[str] = []
         self._stop_pending = False
         self._last_checked = -1
@@ -281,9 +288,7 @@ class Session:
         if not self._active or self._in_backward or os.getpid() != self.pid:
             return None
         last = self.backward_calls - 1
-        self.zero_check.stepped.update(
-            id(p) for g in optimizer.param_groups for p in g["params"] if p.grad is not None
-        )
+        self._note_stepped(optimizer)
         if self.config.in_check_window(max(last, 0)):
             with self.guard("checking optimizer.step()"):
                 names = self._names or self.build_names()
@@ -300,23 +305,41 @@ class Session:
         # `view_as` under no_grad looked like cuts, and tagged the parameters they were added
         # into): the mode lets its ops through untouched, except inside a closure, which runs the
         # user's forward.
-        tracker = self.tracker
+        tracker, instruments = self.tracker, self.instruments
         tracker.suspended = self._in_optimizer_step = True
+        paused = instruments.pause_mode()  # (not even a round trip per op into the mode)
         if closure is None:
             return None
 
         def user_closure(*args: Any, **kwargs: Any) -> Any:
             tracker.suspended, self._in_closure = False, True
+            if paused:
+                instruments.resume_mode()
             try:
                 return closure(*args, **kwargs)
             finally:
                 tracker.suspended, self._in_closure = self._in_optimizer_step, False
+                if paused and self._in_optimizer_step:
+                    instruments.pause_mode()
 
         return user_closure
+
+    def _note_stepped(self, optimizer: torch.optim.Optimizer) -> None:
+        """Remember the tensors this step updates; once every one of an optimizer's tensors has
+        been stepped, only a change in its size (``add_param_group``) is looked at."""
+        size = sum(len(g["params"]) for g in optimizer.param_groups)
+        if self._all_stepped.get(optimizer) == size:
+            return
+        stepped = self.zero_check.stepped
+        params = [p for g in optimizer.param_groups for p in g["params"]]
+        stepped.update(id(p) for p in params if p.grad is not None)
+        if all(id(p) in stepped for p in params):
+            self._all_stepped[optimizer] = size
 
     def _on_optimizer_step_done(self) -> None:
         if self._in_optimizer_step:
             self.tracker.suspended = self._in_optimizer_step = False
+            self.instruments.resume_mode()
 
     def _stop(self) -> None:
         n = self.config.stop_after
@@ -353,6 +376,7 @@ class Session:
             frame_namespaces(frame, main_globals),
             self._ran.values(),
             keep_non_leaf=lambda t: self.tracker.made_from.get(t) is not None,
+            structures=self._structures,
         )
         del frame
         self._names = names
@@ -379,6 +403,10 @@ class Session:
         if self._jit_noted or os.environ.get("PYTORCH_JIT", "1") == "0":
             return
         for root in names.roots:
+            key = (id(root.module), len(names.module_path))
+            if key in self._jit_seen:  # (this tree, unchanged, was looked at already)
+                continue
+            self._jit_seen.add(key)
             if any(isinstance(mod, torch.jit.ScriptModule) for mod in root.module.modules()):
                 self._jit_noted = True
                 self.notes.append(
