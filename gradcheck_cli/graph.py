@@ -52,20 +52,20 @@ def walk_graph(starts: Iterable[Any]) -> Walk:
     walk = Walk()
     stack = [n for n in starts if n is not None]
     nodes, leaves, acc = walk.nodes, walk.leaves, walk.acc
-    pop, push, acc_type = stack.pop, stack.append, ACCUMULATE_GRAD
+    pop, push, acc_type, id_ = stack.pop, stack.append, ACCUMULATE_GRAD, id
     while stack:
         node = pop()
-        key = id(node)
+        key = id_(node)
         if key in nodes:
             continue
         nodes[key] = node
         if type(node) is acc_type:
             variable = node.variable
-            leaves[id(variable)] = variable
-            acc[id(variable)] = node
+            leaves[id_(variable)] = variable
+            acc[id_(variable)] = node
             continue
         for nxt, _ in node.next_functions:
-            if nxt is not None and id(nxt) not in nodes:
+            if nxt is not None and id_(nxt) not in nodes:
                 push(nxt)
     return walk
 

@@ -101,26 +101,107 @@ def _is_plain_object(value: Any) -> bool:
     )
 
 
-def _scope_items(namespaces: Iterable[dict[str, Any]]) -> Iterator[tuple[str, Any]]:
+def _scope_items(
+    namespaces: Iterable[dict[str, Any]], cache: ScopeCache | None = None
+) -> Iterator[tuple[str, Any]]:
+    """What a namespace holds that naming can use: modules, tensors and optimizers, one attribute
+    deep into plain objects and one item deep into short lists and tuples."""
     for ns in namespaces:
-        for name, value in list(ns.items()):
-            if name.startswith("__"):
-                continue
+        if cache is not None:
+            yield from cache.items(ns)
+        else:
+            yield from _namespace_items(ns)
+
+
+_NAMED = (nn.Module, torch.Tensor, torch.optim.Optimizer)
+
+
+def _namespace_items(
+    ns: dict[str, Any], expanded: list[tuple[str, Any, _Fingerprint]] | None = None
+) -> Iterator[tuple[str, Any]]:
+    """One namespace's items for :func:`_scope_items`; the plain objects and sequences looked
+    into are added to ``expanded`` (with their fingerprints) when given."""
+    for name, value in list(ns.items()):
+        if name.startswith("__"):
+            continue
+        if isinstance(value, _NAMED):
             yield name, value
-            if _is_plain_object(value):
-                try:
-                    attrs = list(vars(value).items())
-                except TypeError:
-                    continue
-                for attr, inner in attrs[:200]:
-                    if not attr.startswith("_") and isinstance(
-                        inner, (nn.Module, torch.Tensor, torch.optim.Optimizer)
-                    ):
-                        yield f"{name}.{attr}", inner
-            elif type(value) in (list, tuple) and len(value) <= 64:
-                for i, inner in enumerate(value):
-                    if isinstance(inner, (nn.Module, torch.Tensor)):
-                        yield f"{name}[{i}]", inner
+        if _is_plain_object(value):
+            try:
+                attrs = list(vars(value).items())
+            except TypeError:
+                continue
+            if expanded is not None:
+                expanded.append((name, value, _fingerprint(vars(value))))
+            for attr, inner in attrs[:200]:
+                if not attr.startswith("_") and isinstance(inner, _NAMED):
+                    yield f"{name}.{attr}", inner
+        elif type(value) in (list, tuple) and len(value) <= 64:
+            if expanded is not None:
+                expanded.append((name, value, _fingerprint(value)))
+            for i, inner in enumerate(value):
+                if isinstance(inner, (nn.Module, torch.Tensor)):
+                    yield f"{name}[{i}]", inner
+
+
+_Fingerprint = tuple[tuple[Any, ...], tuple[int, ...], tuple[type, ...]]
+
+
+def _fingerprint(held: dict[str, Any] | list[Any] | tuple[Any, ...]) -> _Fingerprint:
+    """Keys, identities and types of what a namespace (or a list) holds: while it holds them, the
+    same identities are the same objects."""
+    values = list(held.values()) if isinstance(held, dict) else list(held)
+    keys = tuple(held) if isinstance(held, dict) else ()
+    return keys, tuple(map(id, values)), tuple(map(type, values))
+
+
+class ScopeCache:
+    """:func:`_scope_items` of each namespace, reused from one checked call to the next while the
+    namespace — and every plain object and list it was looked into — holds the same objects
+    under the same names (a module's or script's globals between steps). Only names are kept,
+    never the values: a cached ``loss`` must not keep its graph alive."""
+
+    def __init__(self) -> None:
+        self._entries: dict[int, tuple[_Fingerprint, list[tuple[str, ...]], list[Any]]] = {}
+
+    def items(self, ns: dict[str, Any]) -> list[tuple[str, Any]]:
+        fp = _fingerprint(ns)
+        entry = self._entries.get(id(ns))
+        if entry is not None and entry[0] == fp:
+            _, plan, checks = entry
+            if all(_fingerprint(_held(ns, key)) == sub for key, sub in checks):
+                return [_resolve(ns, step) for step in plan]
+        expanded: list[tuple[str, Any, _Fingerprint]] = []
+        found = list(_namespace_items(ns, expanded))
+        plan = [_step_of(name) for name, _ in found]
+        if len(self._entries) >= 64:
+            self._entries.clear()
+        self._entries[id(ns)] = (fp, plan, [(name, sub) for name, _, sub in expanded])
+        return found
+
+
+def _held(ns: dict[str, Any], key: str) -> Any:
+    value = ns[key]
+    return value if type(value) in (list, tuple) else vars(value)
+
+
+def _step_of(name: str) -> tuple[str, ...]:
+    """How to find ``name`` (``x``, ``obj.attr``, ``seq[3]``) in the namespace again."""
+    if name.endswith("]"):
+        key, index = name[:-1].rsplit("[", 1)
+        return ("item", key, index)
+    if "." in name:
+        key, attr = name.split(".", 1)
+        return ("attr", key, attr)
+    return ("top", name)
+
+
+def _resolve(ns: dict[str, Any], step: tuple[str, ...]) -> tuple[str, Any]:
+    if step[0] == "top":
+        return step[1], ns[step[1]]
+    if step[0] == "attr":
+        return f"{step[1]}.{step[2]}", vars(ns[step[1]])[step[2]]
+    return f"{step[1]}[{step[2]}]", ns[step[1]][int(step[2])]
 
 
 def _display_name(name: str) -> str:
@@ -146,6 +227,7 @@ def build_names(
     extra_modules: Iterable[nn.Module] = (),
     keep_non_leaf: Callable[[torch.Tensor], bool] | None = None,
     structures: StructureCache | None = None,
+    scopes: ScopeCache | None = None,
 ) -> Names:
     """Name everything reachable from ``namespaces`` (innermost scope first).
 
@@ -155,7 +237,7 @@ def build_names(
     names = Names()
     candidates: list[Root] = []
     seen_modules: set[int] = set()
-    for name, value in _scope_items(namespaces):
+    for name, value in _scope_items(namespaces, scopes):
         if isinstance(value, nn.Module):
             value = _strip_wrappers(value)
             if id(value) not in seen_modules:

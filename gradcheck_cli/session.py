@@ -38,7 +38,13 @@ from gradcheck_cli.grad_reads import explain_grad_reads
 from gradcheck_cli.higher_order import GradCalls
 from gradcheck_cli.instruments import Instruments
 from gradcheck_cli.name_patterns import NamePatterns, in_model_order, named_tensors
-from gradcheck_cli.naming import Names, StructureCache, build_names, frame_namespaces
+from gradcheck_cli.naming import (
+    Names,
+    ScopeCache,
+    StructureCache,
+    build_names,
+    frame_namespaces,
+)
 from gradcheck_cli.routing import Routing
 from gradcheck_cli.sites import nearest_user_frame
 from gradcheck_cli.tracking import Tracker
@@ -104,6 +110,7 @@ class Session:
         self._ran: dict[int, nn.Module] = {}  # modules run since the last checked backward call
         self._names: Names | None = None
         self._structures = StructureCache()
+        self._scopes = ScopeCache()
         self.backward_calls = 0
         self.steps_checked = 0  # backward calls checked
         # Time spent checking backward calls, autograd's own work excluded (benchmarks/ reads it).
@@ -377,6 +384,7 @@ class Session:
             self._ran.values(),
             keep_non_leaf=lambda t: self.tracker.made_from.get(t) is not None,
             structures=self._structures,
+            scopes=self._scopes,
         )
         del frame
         self._names = names
