@@ -284,9 +284,13 @@ def _install_misc(engine: Engine, patches: PatchSet) -> None:
         if _compiling():
             return
         engine.module_ran(module)
-        # (a registered submodule: no attribute lookup, which on any other module would raise
+        # (torch.compile's wrapper, by name: an attribute lookup on any other module would raise
         # and catch an AttributeError at every module call)
-        inner = module._modules.get("_orig_mod")
+        inner = (
+            getattr(module, "_orig_mod", None)
+            if type(module).__name__ == "OptimizedModule"
+            else None
+        )
         if isinstance(inner, torch.nn.Module):
             # torch.compile's wrapper: the modules inside run in compiled code, without hooks.
             for sub in inner.modules():
