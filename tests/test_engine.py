@@ -134,6 +134,34 @@ def test_clean_two_layer_step_has_no_findings() -> None:
     }
 
 
+class _Growing(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Linear(2, 2)
+        self.extra = [nn.Parameter(torch.randn(2))]  # a plain list: not registered
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x).sum() + sum(p.sum() for p in self.extra)
+
+
+def test_a_model_that_changes_between_checked_calls_is_named_afresh() -> None:
+    """Names are cached between checked calls: a layer added, or a tensor appended to a plain
+    list, after the first check must still be seen at the next one."""
+    torch.manual_seed(0)
+    model = _Growing()
+    with gradcheck_cli.watch(gradcheck_cli.Config(steps="all")) as session:
+        for i in range(3):
+            model(torch.randn(3, 2)).backward()
+            if i == 0:
+                model.extra.append(nn.Parameter(torch.randn(2)))
+            if i == 1:
+                model.late = nn.Linear(2, 2)  # never called: unused at backward call 2
+    found = {f.kind: f for f in session.findings}
+    assert found["unregistered_parameter"].parameters == ["model.extra[0]", "model.extra[1]"]
+    assert found["unused_parameter"].parameters == ["model.late.weight", "model.late.bias"]
+    assert found["unused_parameter"].steps == [2]
+
+
 def test_gradient_norms_and_zero_states_with_sparse_and_bfloat16_gradients() -> None:
     """The per-step gradient norms are measured in one batched pass; sparse (embedding) and
     bfloat16 gradients must come out as torch computes them, and a zero one as ``zero``."""
