@@ -169,7 +169,7 @@ class ScopeCache:
         entry = self._entries.get(id(ns))
         if entry is not None and entry[0] == fp:
             _, plan, checks = entry
-            if all(_fingerprint(_held(ns, key)) == sub for key, sub in checks):
+            if all(_fingerprint(_contents(ns, key)) == sub for key, sub in checks):
                 return [_resolve(ns, step) for step in plan]
         expanded: list[tuple[str, Any, _Fingerprint]] = []
         found = list(_namespace_items(ns, expanded))
@@ -180,7 +180,8 @@ class ScopeCache:
         return found
 
 
-def _held(ns: dict[str, Any], key: str) -> Any:
+def _contents(ns: dict[str, Any], key: str) -> Any:
+    """What a looked-into plain object or sequence holds."""
     value = ns[key]
     return value if type(value) in (list, tuple) else vars(value)
 
@@ -369,7 +370,7 @@ class _Structure:
         # (module, attribute, value, size) of every attribute that may hold a tensor outside the
         # parameters: what StructureCache checks again before reusing this structure.
         self.holders: list[tuple[nn.Module, str, Any, int]] = []
-        self._candidates: list[tuple[str, str, str, torch.Tensor, nn.Module]] | None = None
+        self._candidates = self._scan()
         self._named: dict[str, _Named] = {}
 
     def named(self, root_name: str) -> _Named:
@@ -387,8 +388,6 @@ class _Structure:
 
     def unregistered(self, root_name: str) -> list[Unregistered]:
         """Tensors that require grad, held by a module outside its parameters (plain list/attr)."""
-        if self._candidates is None:
-            self._candidates = self._scan()
         return [
             Unregistered(
                 f"{root_name}.{path}.{tail}" if path else f"{root_name}.{tail}",
@@ -474,7 +473,6 @@ class StructureCache:
                 return shape
         shape = _Structure(module)
         if not shape.alias:
-            shape.unregistered("")  # (scans the holders now, while the version is current)
             if len(self._entries) >= 256:
                 self._entries.clear()
             self._entries[id(module)] = (weakref.ref(module), STRUCTURE_VERSION[0], shape)
