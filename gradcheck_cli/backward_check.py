@@ -6,6 +6,7 @@ backward call; what it reads before autograd runs travels in a :class:`PreparedC
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import time
 from dataclasses import dataclass
@@ -15,8 +16,8 @@ import torch
 
 from gradcheck_cli import model as m
 from gradcheck_cli import zeros
-from gradcheck_cli.diagnose import Context, diagnose, is_user_cut, not_differentiable_note
-from gradcheck_cli.findings import Raw, model_site
+from gradcheck_cli.diagnose import Context, Result, diagnose, is_user_cut, not_differentiable_note
+from gradcheck_cli.findings import Raw, is_serious, model_site
 from gradcheck_cli.graph import Walk, leaves_under, walk_graph
 from gradcheck_cli.higher_order import GRAD_API, input_without_grad, unused_allowed
 from gradcheck_cli.name_patterns import named_tensors
@@ -53,15 +54,22 @@ class PreparedCall:
     names: Names
     record: m.Step
     probe: zeros.Probe | None
+    stamped: bool  # the op tracker stamped the forward's ops with their sites
 
 
 class BackwardCheck:
-    def __init__(self, session: Session, index: int, api: str, call: Any) -> None:
+    def __init__(
+        self, session: Session, index: int, api: str, call: Any, dormant: bool = False
+    ) -> None:
         self.session = session
         self.index = index
         self.api = api
         self.call = call
         self.analysis_seconds = 0.0
+        self.dormant = dormant  # made while the op tracker slept: no cut or site was recorded
+        self.serious = 0  # findings made that are more than information
+        self.lost = False  # made asleep, it saw another outcome than the last check made awake
+        self.repeated = False  # made asleep, it repeats the findings of the last check made awake
 
     def run(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         gc_was_on = gc.isenabled()
@@ -146,7 +154,7 @@ class BackwardCheck:
         for t in losses:
             tags |= session.tracker.tags.get(t) or frozenset()
         loss_cuts = [c for c in session.tracker.tags_of(tags) if is_user_cut(c)]
-        names = session.build_names()
+        names = session.build_names(reuse=self.dormant)
         walk.see_through(names.alias)
         record = m.Step(
             self.index, self.api, model_site(where), _loss_info(losses[0]) if losses else None
@@ -155,7 +163,8 @@ class BackwardCheck:
         # The probe hooks every node: always affordable on a small graph, otherwise only on demand.
         small = session.steps_checked == 1 and len(walk.nodes) <= _PROBE_FIRST_NODES
         probe = zeros.attach(walk) if (session.zero_check.pending or small) else None
-        return PreparedCall(losses, inputs, where, walk, loss_cuts, names, record, probe)
+        stamped = session.tracker.stamp and not self.dormant
+        return PreparedCall(losses, inputs, where, walk, loss_cuts, names, record, probe, stamped)
 
     def _diagnose(
         self,
@@ -186,11 +195,21 @@ class BackwardCheck:
         if resolved:
             ctx.expect_ids = {id(tensors[n]) for n in resolved["expect"] if n in tensors}
         result = diagnose(ctx)
-        session.unregistered.note(ctx, self.index)
+        if self.dormant:  # (no module hook saw which modules ran: the step repeats the last)
+            session.unregistered.repeat(self.index)
+        else:
+            session.unregistered.note(ctx, self.index)
         result.findings += session.grad_calls.cut_penalties(p.loss_cuts, p.walk, p.names)
         if p.inputs is None:
             result.findings += session.zero_check.findings(
-                result, p.walk, p.probe, p.losses, p.names, p.record, not session.records_full
+                result,
+                p.walk,
+                p.probe,
+                p.losses,
+                p.names,
+                p.record,
+                not session.records_full,
+                p.stamped,
             )
         else:
             p.record.checked += [m.Checked(name, state) for name, state, _ in result.checked]
@@ -198,8 +217,10 @@ class BackwardCheck:
             result.findings = session.patterns.apply(
                 result.findings, resolved, tensors, p.walk, p.where
             )
+        states = [(c.name, c.state) for c in p.record.checked]
+        if exc is None:
+            self._repeat_or_remember(result, states)
         if p.inputs is None and exc is None:  # routed/skipped modules: decided when the window ends
-            states = [(c.name, c.state) for c in p.record.checked]
             result.findings = session.routing.observe(
                 result.findings, states, p.names, ctx.expect_ids, self.index
             )
@@ -207,8 +228,33 @@ class BackwardCheck:
         for raw in result.findings:
             self._add_with_note(raw, exc)
 
+    def _repeat_or_remember(self, result: Result, states: list[tuple[str, str]]) -> None:
+        """A check made while the op tracker slept that saw every expected tensor end as the
+        last check made awake saw them repeats that check's findings (it could not tell a cut or
+        which modules ran); any other outcome is ``lost``: the tracker wakes, and what this check
+        found is held for the next check. A check made awake is remembered."""
+        session = self.session
+        if not self.dormant:
+            session.awake_outcome = (states, [_fresh(r) for r in result.findings if _repeats(r)])
+            return
+        last = session.awake_outcome
+        if last is not None and last[0] == states:
+            kept = [r for r in result.findings if not _repeats(r)]
+            result.findings = kept + [_fresh(r) for r in last[1]]
+            self.repeated = True
+        else:
+            self.lost = True
+
     def _add_with_note(self, raw: Raw, exc: BaseException | None) -> None:
-        finding = self.session.book.add(raw, self.index)
+        session = self.session
+        if is_serious(raw):
+            self.serious += 1
+            if exc is None:
+                if self.dormant and not self.repeated:  # (Session._settle_mode)
+                    session.hold(raw, self.index)
+                    return
+                session.take_over_held(raw)
+        finding = session.book.add(raw, self.index)
         if exc is not None:
             where = finding.site.display if finding.site else "unknown site"
             exc.add_note(f"gradcheck: {', '.join(raw.names)}: {raw.message} ({where})")
@@ -256,6 +302,18 @@ class BackwardCheck:
         finding = self.session.book.add(raw, self.index)
         loc = f" at {finding.site.display}: `{finding.site.code}`" if finding.site else ""
         exc.add_note(f"gradcheck: {text}{loc}")
+
+
+def _repeats(raw: Raw) -> bool:
+    """A finding a check made asleep repeats from the last one made awake: what needs the
+    tracker's view (cuts, which modules ran) — all but the zero check's information."""
+    return is_serious(raw) or raw.kind == "unused_parameter"
+
+
+def _fresh(raw: Raw) -> Raw:
+    return dataclasses.replace(
+        raw, names=list(raw.names), earlier_steps=[], related=list(raw.related)
+    )
 
 
 def _grad_marks(names: Names, walk: Walk) -> dict[int, tuple[int, int]]:

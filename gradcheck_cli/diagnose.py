@@ -143,7 +143,7 @@ def _expected(
         if any(k in group for k in reached):
             shared |= group
     for root in names.roots:
-        params = [(n, names.user_tensor(p)) for n, p in root.module.named_parameters()]
+        params = [(n, names.user_tensor(p)) for n, p in root.named_parameters()]
         in_graph = id(root.module) in reached_roots
         cut_off = not in_graph and any(
             id(p) in cut_of or ctx.event_of(id(p)) is not None for _, p in params

@@ -56,6 +56,11 @@ def model_stack(where: CallSite | Site | None) -> list[m.Site]:
     return [s] if s is not None else []
 
 
+def is_serious(raw: Raw) -> bool:
+    """More than information: a warning or an error."""
+    return (raw.severity or rule_for(raw.kind).severity) != "info"
+
+
 def unattributed(name: str, lost: str, why: str) -> Raw:
     what = (
         "is all zero"
@@ -70,6 +75,7 @@ class FindingBook:
 
     def __init__(self) -> None:
         self._by_key: dict[tuple[Any, ...], m.Finding] = {}
+        self.serious = 0  # findings added that are more than information (a warning, an error)
 
     def values(self) -> list[m.Finding]:
         return list(self._by_key.values())
@@ -79,6 +85,8 @@ class FindingBook:
         rule = rule_for(raw.kind)
         site = model_site(raw.where)
         severity = raw.severity or rule.severity
+        if severity != "info":
+            self.serious += 1
         key = group_key(raw.kind, site, severity, raw.message)
         finding = self._by_key.get(key)
         if finding is None:

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from gradcheck_cli import optim
-from gradcheck_cli.patches import Engine, PatchSet, install
+from gradcheck_cli.patches import Engine, ModuleHooks, PatchSet, install
 from gradcheck_cli.sites import is_own_file, skip_own_frames
 from gradcheck_cli.tracking import CutTracker, Tracker
 
@@ -31,6 +31,8 @@ class Instruments:
         self.counting = PatchSet()  # the backward entry points: kept after the check window
         self.retired = False
         self._paused = False  # the mode is off the stack for torch's own optimizer code
+        self.dormant = False  # the mode is off the stack between clean checked steps (sleep())
+        self.module_hooks: ModuleHooks | None = None
         self._showwarning: Any = None
         self._filter: Any = None
 
@@ -41,7 +43,7 @@ class Instruments:
         on_optimizer_step: Callable[[torch.optim.Optimizer, Any], Any],
         on_optimizer_step_done: Callable[[], None],
     ) -> None:
-        install(engine, self.patches, self.counting)
+        self.module_hooks = install(engine, self.patches, self.counting)
         optim.install(watch, self.patches, on_optimizer_step, on_optimizer_step_done, self.mode_off)
         self._showwarning = warnings.showwarning
         warnings.showwarning = self._reattribute_warning
@@ -77,7 +79,7 @@ class Instruments:
         transformer's step). Only when the mode is on top (a mode the script pushed stays put,
         ours then stays suspended). Returns whether it was taken off.
         """
-        if self.retired or self._paused:
+        if self.retired or self._paused or self.dormant:
             return False
         top = torch._C._len_torch_function_stack() - 1
         if top < 0 or torch._C._get_function_stack_at(top) is not self.mode:
@@ -90,6 +92,31 @@ class Instruments:
         if self._paused:
             self._paused = False
             torch._C._push_on_torch_function_stack(self.mode)
+
+    def sleep(self, hooks: bool = True) -> bool:
+        """Take the mode off the stack until :meth:`wake`: the checked steps after a clean one
+        repeat its ops, and a round trip into Python per op is most of what they would cost.
+        ``hooks``: the module hooks too. Returns whether it went to sleep (not when the script's
+        own mode sits on top of ours)."""
+        if self.retired or self.dormant:
+            return False
+        if self._paused:  # (off the stack already: resume_mode() must not put it back)
+            self._paused = False
+        elif not self.pause_mode():
+            return False
+        else:
+            self._paused = False
+        self.dormant = True
+        if hooks and self.module_hooks is not None:
+            self.module_hooks.off()
+        return True
+
+    def wake(self) -> None:
+        if self.dormant and not self.retired:
+            self.dormant = False
+            torch._C._push_on_torch_function_stack(self.mode)
+            if self.module_hooks is not None:
+                self.module_hooks.on()
 
     @contextlib.contextmanager
     def mode_off(self) -> Iterator[None]:
@@ -111,8 +138,8 @@ class Instruments:
         self.retired = True
         try:
             top = torch._C._len_torch_function_stack() - 1
-            if self._paused:  # already off the stack
-                self._paused = False
+            if self._paused or self.dormant:  # already off the stack
+                self._paused = self.dormant = False
             elif top >= 0 and torch._C._get_function_stack_at(top) is self.mode:
                 self.mode.__exit__(None, None, None)
             else:  # the script pushed a mode of its own on top of ours: leave ours idle

@@ -29,6 +29,16 @@ from gradcheck_cli.tracking import grad_fn_of
 class Root:
     name: str
     module: nn.Module
+    # What ``module.named_modules()`` / ``named_parameters()`` yield, from its cached structure
+    # (empty: ask the module).
+    modules: list[tuple[str, nn.Module]] = field(default_factory=list, compare=False, repr=False)
+    params: list[tuple[str, torch.Tensor]] = field(default_factory=list, compare=False, repr=False)
+
+    def named_modules(self) -> Iterable[tuple[str, nn.Module]]:
+        return self.modules or self.module.named_modules()
+
+    def named_parameters(self) -> Iterable[tuple[str, torch.Tensor]]:
+        return self.params or self.module.named_parameters()
 
 
 @dataclass
@@ -377,7 +387,7 @@ class _Structure:
         """The tree's modules and parameters named under ``root_name`` (kept per name)."""
         named = self._named.get(root_name)
         if named is None:
-            root = Root(root_name, self.modules[0][1])
+            root = Root(root_name, self.modules[0][1], self.modules, self.params)
             named = self._named[root_name] = _Named(
                 root,
                 {id(sub): (root, path) for path, sub in self.modules},
@@ -464,6 +474,16 @@ class StructureCache:
 
     def __init__(self) -> None:
         self._entries: dict[int, tuple[weakref.ref[nn.Module], int, _Structure]] = {}
+
+    def current(self, module: nn.Module) -> _Structure | None:
+        """The cached structure of ``module`` while it is still valid, else None (nothing is
+        built)."""
+        entry = self._entries.get(id(module))
+        if entry is not None:
+            ref, version, shape = entry
+            if ref() is module and version == STRUCTURE_VERSION[0] and _holders_unchanged(shape):
+                return shape
+        return None
 
     def get(self, module: nn.Module) -> _Structure:
         entry = self._entries.get(id(module))

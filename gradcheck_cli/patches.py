@@ -64,8 +64,8 @@ class PatchSet:
         self._undo.append((owner, name, had, raw))
         return original
 
-    def add_handle(self, handle: RemovableHandle) -> None:
-        self._handles.append(handle)
+    def add_handle(self, handle: RemovableHandle | ModuleHooks) -> None:
+        self._handles.append(handle)  # type: ignore[arg-type]
 
     def restore(self) -> None:
         for handle in reversed(self._handles):
@@ -117,14 +117,40 @@ def _decorator_line(code: types.CodeType, manager: str) -> int:
     return line
 
 
-def install(engine: Engine, patches: PatchSet, counting: PatchSet) -> None:
+class ModuleHooks:
+    """The global forward pre- and post-hooks, which can be taken off (:meth:`off`) while the op
+    tracker sleeps: any global hook sends every module call down torch's slow path."""
+
+    def __init__(self, pre: Callable[..., Any], post: Callable[..., Any]) -> None:
+        self._pre, self._post = pre, post
+        self._handles: list[RemovableHandle] = []
+
+    def on(self) -> None:
+        if not self._handles:
+            hooks = torch.nn.modules.module
+            self._handles = [
+                hooks.register_module_forward_pre_hook(self._pre),
+                hooks.register_module_forward_hook(self._post, always_call=True),
+            ]
+
+    def off(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    remove = off  # (restored with the other patches, like a RemovableHandle)
+
+
+def install(engine: Engine, patches: PatchSet, counting: PatchSet) -> ModuleHooks:
     """Install every patch. ``counting`` gets the backward entry points: they stay after the check
-    window (counting calls costs nothing) while ``patches`` — everything else — is restored then."""
+    window (counting calls costs nothing) while ``patches`` — everything else — is restored then.
+    Returns the module hooks (also in ``patches``)."""
     tr = engine.tracker
     _install_grad_modes(tr, patches)
     _install_backward(engine, counting)
-    _install_misc(engine, patches)
+    hooks = _install_misc(engine, patches)
     _install_fast_paths(patches)
+    return hooks
 
 
 # Long because each replacement method is a closure over the original it wraps (four managers).
@@ -249,7 +275,7 @@ def _install_backward(engine: Engine, patches: PatchSet) -> None:
     patches.patch(torch.autograd, "grad", autograd_grad)
 
 
-def _install_misc(engine: Engine, patches: PatchSet) -> None:
+def _install_misc(engine: Engine, patches: PatchSet) -> ModuleHooks:
     tr = engine.tracker
     orig_from_numpy = torch.from_numpy
 
@@ -300,10 +326,10 @@ def _install_misc(engine: Engine, patches: PatchSet) -> None:
         if not _compiling():
             engine.module_done(module)
 
-    patches.add_handle(torch.nn.modules.module.register_module_forward_pre_hook(pre_hook))
-    patches.add_handle(
-        torch.nn.modules.module.register_module_forward_hook(post_hook, always_call=True)
-    )
+    hooks = ModuleHooks(pre_hook, post_hook)
+    hooks.on()
+    patches.add_handle(hooks)
+    return hooks
 
 
 def _install_structure_watch(patches: PatchSet) -> None:

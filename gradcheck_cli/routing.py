@@ -113,6 +113,24 @@ class Routing:
         entry.calls.setdefault(index, []).extend(raw.names)
         entry.earlier += [i for i in raw.earlier_steps if i not in entry.earlier]
 
+    def release(self, names: list[str], calls: set[int]) -> list[int]:
+        """Give up what was held about ``names`` at the backward calls ``calls`` (checked while
+        the op tracker slept: a later check, awake, explained them); the calls it was held at."""
+        released: list[int] = []
+        wanted = set(names)
+        for key, entry in list(self._held.items()):
+            for index in [i for i in entry.calls if i in calls]:
+                kept = [n for n in entry.calls[index] if n not in wanted]
+                if len(kept) < len(entry.calls[index]):
+                    released.append(index)
+                    if kept:
+                        entry.calls[index] = kept
+                    else:
+                        del entry.calls[index]
+            if not entry.calls:
+                del self._held[key]
+        return released
+
     def _place(
         self, name: str, names: Names, t: torch.Tensor, reached_children: dict[str, set[str]]
     ) -> None:

@@ -32,10 +32,10 @@ from gradcheck_cli.backward_check import BackwardCheck
 from gradcheck_cli.config import Config
 from gradcheck_cli.errors import GradcheckExit
 from gradcheck_cli.expectation import Expectations
-from gradcheck_cli.findings import FindingBook
+from gradcheck_cli.findings import FindingBook, Raw
 from gradcheck_cli.functorch_guard import in_transform
 from gradcheck_cli.grad_reads import explain_grad_reads
-from gradcheck_cli.higher_order import GradCalls
+from gradcheck_cli.higher_order import GRAD_API, GradCalls
 from gradcheck_cli.instruments import Instruments
 from gradcheck_cli.name_patterns import NamePatterns, in_model_order, named_tensors
 from gradcheck_cli.naming import (
@@ -109,6 +109,7 @@ class Session:
         self._in_backward = False
         self._ran: dict[int, nn.Module] = {}  # modules run since the last checked backward call
         self._names: Names | None = None
+        self._names_code: Any = None  # the code object of the frame the last names were seen from
         self._structures = StructureCache()
         self._scopes = ScopeCache()
         self.backward_calls = 0
@@ -129,6 +130,20 @@ class Session:
         self.internal_errors: list[str] = []
         self._stop_pending = False
         self._last_checked = -1
+        # The op tracker sleeps between clean checked steps (see _settle_mode). What a check made
+        # while it slept is held (finding, call) until the next check, made with it awake, says
+        # more about the same tensors. Awake: whether every check since it woke was clean, the
+        # book's count of serious findings then, and the optimizers stepped since.
+        self._held: list[tuple[Raw, int]] = []
+        self._awake_clean = True
+        self._serious = 0
+        self._stepped_awake: set[int] = set()
+        self._stepping: int | None = None  # id of the optimizer in step()
+        self._dormant_calls: set[int] = set()  # calls checked asleep since the last one awake
+        # The last check made awake: each expected tensor's (name, state), and its findings
+        # that a check made asleep repeats when it sees the same (BackwardCheck).
+        self.awake_outcome: tuple[list[tuple[str, str]], list[Raw]] | None = None
+        self._grad_api_seen = False
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -155,6 +170,7 @@ class Session:
         self.steps = []
         self.book = self.zero_check.book = FindingBook()
         self.routing = Routing(self.book)
+        self._serious, self._held = 0, []
         self.tracker.stamp = self.config.in_check_window(0)
 
     def _worker_started(self) -> None:
@@ -183,6 +199,7 @@ class Session:
             self._retire()
         finally:
             self.instruments.remove()
+        self._release_held()
         with self.guard("deciding skipped modules"):
             self.routing.finish()
         if self.tracker.grad_reads:
@@ -261,7 +278,7 @@ class Session:
         tr = self.tracker
         self._in_backward = True
         tr.suspended = True
-        check = BackwardCheck(self, index, api, call)
+        check = BackwardCheck(self, index, api, call, dormant=self.instruments.dormant)
         try:
             result = check.run(args, kwargs)
             stop_after = self.config.stop_after
@@ -279,6 +296,82 @@ class Session:
             # Stamp op sites for a backward call that will carry the zero-gradient probe.
             tr.stamp = self.is_checked(self.backward_calls) and bool(self.zero_check.pending)
             self._ran.clear()
+            self._settle_mode(check, api)
+
+    # -- the op tracker between checked steps ----------------------------------------------------
+
+    def _settle_mode(self, check: BackwardCheck, api: str) -> None:
+        """After a checked backward call. A check made with the op tracker asleep that found
+        something wakes it: the next check looks again, with every cut and site recorded, and
+        takes over what this one held. A check made awake lets go of what is still held."""
+        self._grad_api_seen = self._grad_api_seen or api == GRAD_API
+        pending = bool(self.zero_check.pending)
+        if check.dormant:
+            self._dormant_calls.add(check.index)
+            if self._held or pending or check.lost:
+                self._wake()
+            self._serious = self.book.serious  # (what it repeated is no news)
+        else:
+            self._release_held()
+            self._dormant_calls.clear()  # (only the next check awake takes over)
+            if check.serious or pending:
+                self._awake_clean = False
+
+    def _wake(self) -> None:
+        self.instruments.wake()
+        self._awake_clean = True
+        self._serious = self.book.serious
+        self._stepped_awake.clear()
+
+    def _release_held(self) -> None:
+        """What no later check took over is reported as it was found."""
+        held, self._held = self._held, []
+        for raw, index in held:
+            self.book.add(raw, index)
+
+    def hold(self, raw: Raw, index: int) -> None:
+        self._held.append((raw, index))
+
+    def take_over_held(self, raw: Raw) -> None:
+        """``raw``, found with the tracker awake, explains what a check made asleep held about
+        the same tensors (or, for a finding that names none, of the same kind)."""
+        if self._dormant_calls and raw.names:
+            for index in self.routing.release(raw.names, self._dormant_calls):
+                if index not in raw.earlier_steps:
+                    raw.earlier_steps.append(index)
+        if not self._held:
+            return
+        names = set(raw.names)
+        kept = []
+        for h, index in self._held:
+            if (names & set(h.names)) if names else (not h.names and h.kind == raw.kind):
+                if index not in raw.earlier_steps:
+                    raw.earlier_steps.append(index)
+            else:
+                kept.append((h, index))
+        self._held = kept
+
+    def _sleep_or_wake_after_step(self) -> None:
+        """An optimizer step ended. Awake, the tracker goes to sleep once a whole iteration of
+        the loop was checked clean — when an optimizer steps a second time (a GAN's generator
+        step comes after the discriminator's) — the steps' own findings included. Asleep, a
+        step's finding wakes it."""
+        instruments, stepping = self.instruments, self._stepping
+        if instruments.dormant:
+            if self.book.serious > self._serious:
+                self._wake()
+            return
+        if stepping is None:
+            return
+        if not self._awake_clean or self.book.serious > self._serious or self._grad_api_seen:
+            # (cuts made before autograd.grad reach the backward call after it: stay awake)
+            self._awake_clean = False
+            return
+        if stepping not in self._stepped_awake:
+            self._stepped_awake.add(stepping)
+        elif self.is_checked(self.backward_calls):
+            # (the module hooks stay while a routed group's call site is still unknown)
+            instruments.sleep(hooks=not self.routing.watching)
 
     def _held_untrained(self, t: torch.Tensor) -> bool:
         """An optimizer holds ``t`` to train it and has not stepped it yet: a freeze now is one
@@ -295,6 +388,7 @@ class Session:
         if not self._active or self._in_backward or os.getpid() != self.pid:
             return None
         last = self.backward_calls - 1
+        self._stepping = id(optimizer)
         self._note_stepped(optimizer)
         if self.config.in_check_window(max(last, 0)):
             with self.guard("checking optimizer.step()"):
@@ -347,6 +441,7 @@ class Session:
         if self._in_optimizer_step:
             self.tracker.suspended = self._in_optimizer_step = False
             self.instruments.resume_mode()
+            self._sleep_or_wake_after_step()
 
     def _stop(self) -> None:
         n = self.config.stop_after
@@ -375,8 +470,22 @@ class Session:
     def records_full(self) -> bool:
         return len(self.steps) >= _MAX_STEP_RECORDS
 
-    def build_names(self) -> Names:
+    def build_names(self, reuse: bool = False) -> Names:
+        """Names as seen from the nearest user frame. ``reuse``: the last names stand while the
+        same code asks, no module tree changed and no module ran that they do not know (a check
+        made while the op tracker sleeps: the step repeats the one named before)."""
         frame = nearest_user_frame()
+        code = frame.f_code if frame is not None else None
+        last = self._names
+        if (
+            reuse
+            and last is not None
+            and self._names_code is code
+            and all(key in last.module_path for key in self._ran)
+            and all(self._structures.current(r.module) is not None for r in last.roots)
+        ):
+            del frame
+            return last
         main = sys.modules.get("__main__")
         main_globals = vars(main) if main is not None else None
         names = build_names(
@@ -387,7 +496,7 @@ class Session:
             scopes=self._scopes,
         )
         del frame
-        self._names = names
+        self._names, self._names_code = names, code
         self._note_jit(names)
         return names
 

@@ -89,12 +89,23 @@ def display_path(filename: str) -> str:
     shown = _DISPLAY_NAMES.get(filename)
     if shown is not None:
         return shown
-    try:
-        rel = os.path.relpath(filename)
-    except ValueError:
-        return filename
-    # Outside the cwd: absolute, without the `/a/ws/../x` that CPython's __file__ joining leaves.
-    return os.path.normpath(filename) if rel.startswith(os.pardir) else rel
+    key = (os.getcwd(), filename)  # (a script may change directory)
+    shown = _display_cache.get(key)
+    if shown is None:
+        try:
+            rel = os.path.relpath(filename)
+        except ValueError:
+            return filename
+        # Outside the cwd: absolute, without the `/a/ws/../x` that CPython's __file__ joining
+        # leaves.
+        shown = os.path.normpath(filename) if rel.startswith(os.pardir) else rel
+        if len(_display_cache) >= 4096:
+            _display_cache.clear()
+        _display_cache[key] = shown
+    return shown
+
+
+_display_cache: dict[tuple[str, str], str] = {}
 
 
 @dataclass(frozen=True)

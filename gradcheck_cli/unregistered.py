@@ -56,11 +56,13 @@ class UnregisteredCheck:
     def __init__(self, tracker: Tracker) -> None:
         self.tracker = tracker
         self._pending: dict[tuple[int, str], _Pending] = {}
+        self._last: list[tuple[int, str]] = []  # what the last note() found
 
     def note(self, ctx: Context, index: int) -> None:
         """Record what this backward's models hold outside their parameters (tensors an
         optimizer holds are trained on purpose, whatever holds them)."""
         held = set().union(*ctx.optimizer_groups) if ctx.optimizer_groups else set()
+        self._last = []
         for key, raw, tensors in _found(ctx):
             tensors = [(n, t) for n, t in tensors if id(t) not in held]
             if not tensors:
@@ -70,8 +72,17 @@ class UnregisteredCheck:
                 pending = self._pending[key] = _Pending(raw, [])
             if index not in pending.steps:
                 pending.steps.append(index)
+            self._last.append(key)
             for name, t in tensors:
                 pending.tensors.setdefault(name, (t, self._looks(t)))
+
+    def repeat(self, index: int) -> None:
+        """Backward call ``index`` was checked while the op tracker slept (no module hook saw
+        which modules ran): it holds what the last call noted."""
+        for key in self._last:
+            pending = self._pending.get(key)
+            if pending is not None and index not in pending.steps:
+                pending.steps.append(index)
 
     def flush(self, book: FindingBook) -> None:
         """Report what was never trained by hand (the run is over)."""
@@ -144,7 +155,7 @@ def _state_attributes(
     names: Names, ran: set[int] | None = None
 ) -> Iterator[tuple[nn.Module, str, str, torch.Tensor]]:
     for root in names.roots:
-        for path, module in root.module.named_modules():
+        for path, module in root.named_modules():
             if (ran is not None and id(module) not in ran) or not _user_class(type(module)):
                 continue
             prefix = names.module_name(module) or path

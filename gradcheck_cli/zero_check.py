@@ -36,6 +36,9 @@ class ZeroCheck:
         self._explained: dict[tuple[str, str], Raw] = {}
         self.stepped: set[int] = set()  # tensors an optimizer step has updated
         self.nonzero_seen: set[str] = set()  # names that got a non-zero gradient at a checked call
+        # Does a ReLU-like op sit just downstream of the tensor (by name)? Only there can zero
+        # rows be dead units: the others' rows are not measured (an embedding's unused rows).
+        self._relu_after: dict[str, bool] = {}
 
     def findings(
         self,
@@ -46,8 +49,10 @@ class ZeroCheck:
         names: Names,
         record: m.Step,
         record_norms: bool,
+        stamped: bool = True,
     ) -> list[Raw]:
-        """Findings for the expected tensors of ``result``; fills ``record.checked``."""
+        """Findings for the expected tensors of ``result``; fills ``record.checked``.
+        ``stamped``: the op tracker stamped this call's ops with their sites."""
         found: list[Raw] = []
         attributor: zeros.Attributor | None = None
 
@@ -64,7 +69,17 @@ class ZeroCheck:
             fsdp.local(t.grad) if (t is not None and state == "ok") else None
             for _, state, t in result.checked
         ]
-        norms, deads = zeros.grad_stats(grads)
+        relu_after = self._relu_after
+        unknown = [
+            (name, t)
+            for (name, _, t), g in zip(result.checked, grads, strict=True)
+            if g is not None and g.dim() >= 2 and name not in relu_after and id(t) in walk.acc
+        ]
+        for name, t in unknown:  # (once per tensor: the op after a weight stays the same)
+            relu_after[name] = attribute().relu_near(t) is not None
+        norms, deads = zeros.grad_stats(
+            grads, [relu_after.get(name, True) for name, _, _ in result.checked]
+        )
         for (name, state, t), grad, grad_norm, dead_rows in zip(
             result.checked, grads, norms, deads, strict=True
         ):
@@ -82,7 +97,11 @@ class ZeroCheck:
                 if raw is not None:
                     found.append(raw)
             elif grad is not None and dead_rows:
-                raw = self._dead_units(attribute(), t, name, dead_rows, names)
+                if not stamped and self.book.reported_dead(name):
+                    dead = dead_rows  # (said once already; without a site nothing new is said)
+                    raw = None
+                else:
+                    raw = self._dead_units(attribute(), t, name, dead_rows, names)
                 if raw is not None:
                     dead = dead_rows  # (zero rows with no ReLU behind them: unused embeddings)
                     if raw.where is not None or not self.book.reported_dead(name):

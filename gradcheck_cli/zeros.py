@@ -526,16 +526,19 @@ def describe(node: Any, empty: bool, shape: tuple[int, ...] | None = None) -> Cu
     )
 
 
-def grad_stats(grads: list[torch.Tensor | None]) -> tuple[list[float | None], list[float | None]]:
-    """The 2-norm of each gradient and, for each matrix gradient, the fraction of its output
-    units (rows) whose gradient is exactly zero (None for anything else).
+def grad_stats(
+    grads: list[torch.Tensor | None], rows: list[bool] | None = None
+) -> tuple[list[float | None], list[float | None]]:
+    """The 2-norm of each gradient and, for each matrix gradient that ``rows`` asks for (all
+    when None), the fraction of its output units (rows) whose gradient is exactly zero (None for
+    anything else).
 
-    One pass over each matrix: its per-row 2-norms give the zero rows and, through one batched
-    ``_foreach_norm`` over them and the other gradients, the whole tensor's norm; the results come
-    back in one copy per device and dtype. (Per-row ``any()`` or max-abs reductions are 5-10x
-    slower on CPU. A row whose squares all underflow has a zero norm without being zero: the
-    zero-norm rows are looked at again, exactly.) Anything the batched path refuses (mixed
-    devices) is measured one by one; a sparse gradient has a norm and no rows.
+    One fused ``_foreach_norm`` over every gradient gives the norms; a matrix asked for gets its
+    per-row 2-norms too (per-row ``any()`` or max-abs reductions are 5-10x slower on CPU; a row
+    whose squares all underflow has a zero norm without being zero, so the zero-norm rows are
+    looked at again, exactly). The results come back in one copy per device and dtype. Anything
+    the batched path refuses (mixed devices) is measured one by one; a sparse gradient has a norm
+    and no rows.
     """
     n = len(grads)
     norms: list[float | None] = [None] * n
@@ -550,43 +553,57 @@ def grad_stats(grads: list[torch.Tensor | None]) -> tuple[list[float | None], li
             present.append((i, g.detach()))
     if not present:
         return norms, deads
-    with torch.no_grad():
-        try:
-            _batched_stats(present, norms, deads)
-        except (RuntimeError, TypeError, ValueError):
-            for i, g in present:
-                norms[i] = float(g.norm())
-                if g.dim() >= 2 and g.shape[0] >= 2:
-                    live = int(g.reshape(g.shape[0], -1).any(dim=1).sum())
-                    deads[i] = 1.0 - live / g.shape[0]
+    wanted = [
+        (i, g) for i, g in present if g.dim() >= 2 and g.shape[0] >= 2 and (rows is None or rows[i])
+    ]
+    try:  # (detached: no grad mode needed)
+        _batched_stats(present, wanted, norms, deads)
+    except (RuntimeError, TypeError, ValueError):
+        for i, g in present:
+            norms[i] = float(g.norm())
+        for i, g in wanted:
+            live = int(g.reshape(g.shape[0], -1).any(dim=1).sum())
+            deads[i] = 1.0 - live / g.shape[0]
     return norms, deads
 
 
 def _batched_stats(
-    present: list[tuple[int, torch.Tensor]], norms: list[float | None], deads: list[float | None]
+    present: list[tuple[int, torch.Tensor]],
+    wanted: list[tuple[int, torch.Tensor]],
+    norms: list[float | None],
+    deads: list[float | None],
 ) -> None:
-    parts: list[torch.Tensor] = []  # row norms of a matrix, the tensor itself otherwise
-    matrices: list[tuple[int, torch.Tensor, torch.Tensor]] = []  # (index, rows, row norms)
-    for i, g in present:
-        if g.dim() >= 2 and g.shape[0] >= 2:
-            rows = g.reshape(g.shape[0], -1)
-            low = g.dtype in _LOW_PRECISION
-            rn = torch.linalg.vector_norm(rows, 2, 1, dtype=torch.float32 if low else None)
-            matrices.append((i, rows, rn))
-            parts.append(rn)
-        else:
-            parts.append(g)
-    totals = torch._foreach_norm(parts, 2.0)
-    values = _floats(totals)
-    counts = _floats([torch.count_nonzero(rn) for _, _, rn in matrices]) if matrices else []
-    for (i, _), value in zip(present, values, strict=True):
+    low = [g.dtype in _LOW_PRECISION for _, g in present]
+    if any(low):  # (accumulated in float32: a half-precision sum of squares overflows)
+        half = [g for (_, g), lo in zip(present, low, strict=True) if lo]
+        full = [g for (_, g), lo in zip(present, low, strict=True) if not lo]
+        wide = iter(torch._foreach_norm(half, 2.0, dtype=torch.float32))
+        rest = iter(torch._foreach_norm(full, 2.0) if full else ())
+        scalars = [next(wide) if lo else next(rest) for lo in low]
+    else:
+        scalars = list(torch._foreach_norm([g for _, g in present], 2.0))
+    matrices: list[tuple[int, torch.Tensor, torch.Tensor, bool]] = []
+    for i, g in wanted:
+        rows = g.reshape(g.shape[0], -1)
+        # In float64 no square of a float32 (or half) value underflows: a zero row norm is a
+        # zero row. That pass costs 2-3x more, so a big matrix is summed in float32 and its
+        # zero-norm rows are looked at again, exactly (and a float64 gradient's always are).
+        exact = g.dtype != torch.float64 and rows.numel() <= _EXACT_ROWS
+        dtype = torch.float64 if exact else (torch.float32 if g.dtype in _LOW_PRECISION else None)
+        rn = torch.linalg.vector_norm(rows, 2, 1, dtype=dtype)
+        matrices.append((i, rows, rn, exact))
+        scalars.append(torch.count_nonzero(rn))
+    values = _floats(scalars)
+    for (i, _), value in zip(present, values, strict=False):
         norms[i] = value
-    for (i, rows, rn), live in zip(matrices, counts, strict=True):
+    for (i, rows, rn, exact), live in zip(matrices, values[len(present) :], strict=True):
         r = rows.shape[0]
-        if live < r:  # zero-norm rows: zero, unless their squares underflowed
+        if live < r and not exact:  # zero-norm rows: zero, unless their squares underflowed
             live += float(torch.count_nonzero(rows[rn == 0].count_nonzero(1)))
         deads[i] = 1.0 - live / r
 
+
+_EXACT_ROWS = 1 << 16  # matrices up to this size get their row norms in float64
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 

@@ -554,3 +554,81 @@ def test_compiled_and_scripted_models_still_run(
     if note:
         assert any(note in n for n in report.notes)
         assert note in run.stderr
+
+
+class _Encoder(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Linear(4, 8)
+        self.head = nn.Linear(8, 1)
+
+    def forward(self, x: torch.Tensor, cut: bool) -> torch.Tensor:
+        h = torch.relu(self.body(x))
+        if cut:
+            h = h.detach()  # the bug, from the fourth step on
+        return self.head(h)
+
+
+def _train(
+    model: _Encoder,
+    steps: int,
+    cut_at: Callable[[int], bool],
+    opt: torch.optim.Optimizer | None = None,
+) -> None:
+    opt = opt or torch.optim.SGD(model.parameters(), lr=0.1)
+    for i in range(steps):
+        opt.zero_grad()
+        model(torch.randn(16, 4), cut_at(i)).pow(2).mean().backward()
+        opt.step()
+
+
+def test_a_cut_that_starts_after_clean_checked_steps_is_found_at_its_line() -> None:
+    """After a clean checked step the op tracker sleeps (its per-op work is most of a checked
+    step's cost); a check that then finds a lost gradient wakes it, and the next check names the
+    cut's line, counting the step where the loss was first seen."""
+    torch.manual_seed(0)
+    model = _Encoder()
+    with gradcheck_cli.watch(gradcheck_cli.Config(steps="all")) as session:
+        _train(model, 6, lambda i: i >= 3)
+        slept = session.instruments.dormant
+    (finding,) = [f for f in session.findings if f.severity != "info"]
+    assert finding.kind == "detach"
+    assert finding.parameters == ["model.body.weight", "model.body.bias"]
+    assert finding.site is not None
+    assert (finding.site.file, finding.site.line) == (THIS, _line_of(_Encoder.forward, "detach()"))
+    assert finding.steps == [3, 4, 5]
+    assert not slept  # it stayed awake while the cut went on
+
+
+def test_a_cut_made_at_one_step_while_the_tracker_slept_reads_as_a_skipped_call() -> None:
+    """The documented limit: a cut at one step only, while the tracker slept, wakes it, but the
+    cut is not made again for it to see. What the run shows is said — the layer got no gradient
+    at that call and did at the others (information, as for a dropped branch) — and the tracker
+    goes back to sleep."""
+    torch.manual_seed(0)
+    model = _Encoder()
+    with gradcheck_cli.watch(gradcheck_cli.Config(steps="all")) as session:
+        _train(model, 7, lambda i: i == 3)
+        slept = session.instruments.dormant
+    assert [f for f in session.findings if f.severity != "info"] == []
+    (skipped,) = [f for f in session.findings if f.kind == "unused_parameter"]
+    assert skipped.parameters == ["model.body.weight", "model.body.bias"]
+    assert "got a non-zero gradient in 6 of 7 checked calls" in skipped.message
+    assert slept
+
+
+def test_the_tracker_sleeps_once_a_whole_iteration_was_checked_clean() -> None:
+    """A correct loop: awake until the optimizer steps a second time (one whole iteration of the
+    loop was checked with it awake: a GAN's generator step comes after the discriminator's),
+    asleep after that, and nothing is reported either way."""
+    torch.manual_seed(0)
+    model = _Encoder()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with gradcheck_cli.watch(gradcheck_cli.Config(steps="all")) as session:
+        _train(model, 1, lambda i: False, opt)
+        after_one = session.instruments.dormant
+        _train(model, 1, lambda i: False, opt)
+        after_two = session.instruments.dormant
+    assert (after_one, after_two) == (False, True)
+    assert [f for f in session.findings if f.severity != "info"] == []
+    assert session.internal_errors == []
