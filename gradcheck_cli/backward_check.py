@@ -18,7 +18,7 @@ from gradcheck_cli import model as m
 from gradcheck_cli import zeros
 from gradcheck_cli.diagnose import Context, Result, diagnose, is_user_cut, not_differentiable_note
 from gradcheck_cli.findings import Raw, is_serious, model_site
-from gradcheck_cli.graph import Walk, leaves_under, walk_graph
+from gradcheck_cli.graph import MarkedWalk, Walk, leaves_under, walk_graph
 from gradcheck_cli.higher_order import GRAD_API, input_without_grad, unused_allowed
 from gradcheck_cli.name_patterns import named_tensors
 from gradcheck_cli.naming import Names
@@ -107,8 +107,11 @@ class BackwardCheck:
         if prepared is None:
             return call(*args, **kwargs)
         p = prepared
-        with session.guard("preparing to check a backward()"):
-            unseen = _grad_marks(p.names, p.walk)
+        marked = isinstance(p.walk, MarkedWalk)
+        unseen: dict[int, tuple[int, int]] = {}
+        if not marked:
+            with session.guard("preparing to check a backward()"):
+                unseen = _grad_marks(p.names, p.walk)
         try:
             result = call(*args, **kwargs)
         except RuntimeError as e:
@@ -130,7 +133,10 @@ class BackwardCheck:
         if p.probe is not None:
             p.probe.remove()
         with session.guard("checking a backward()"), _no_torch_function():
-            _reached_unseen(p.names, p.walk, unseen)
+            if isinstance(p.walk, MarkedWalk):
+                p.walk.settle()
+            else:
+                _reached_unseen(p.names, p.walk, unseen)
             if self.api == GRAD_API:  # returns gradients, writes no .grad
                 session.grad_calls.record(p.inputs or [], args, kwargs, result, p.where)
             else:
@@ -146,16 +152,21 @@ class BackwardCheck:
         session = self.session
         losses, inputs = _split_args(self.api, args, kwargs)
         where = capture()
-        walk = walk_graph([t.grad_fn for t in losses])
-        for t in losses:
-            if t.grad_fn is None and t.requires_grad:
-                walk.leaves[id(t)] = t
         tags: frozenset[int] = frozenset()
         for t in losses:
             tags |= session.tracker.tags.get(t) or frozenset()
         loss_cuts = [c for c in session.tracker.tags_of(tags) if is_user_cut(c)]
         names = session.build_names(reuse=self.dormant)
-        walk.see_through(names.alias)
+        starts = [t.grad_fn for t in losses]
+        walk: Walk
+        if self._marks_suffice(inputs, names, losses):
+            walk = MarkedWalk(starts, _named_tensors(names))
+        else:
+            walk = walk_graph(starts)
+            for t in losses:
+                if t.grad_fn is None and t.requires_grad:
+                    walk.leaves[id(t)] = t
+            walk.see_through(names.alias)
         record = m.Step(
             self.index, self.api, model_site(where), _loss_info(losses[0]) if losses else None
         )
@@ -165,6 +176,25 @@ class BackwardCheck:
         probe = zeros.attach(walk) if (session.zero_check.pending or small) else None
         stamped = session.tracker.stamp and not self.dormant
         return PreparedCall(losses, inputs, where, walk, loss_cuts, names, record, probe, stamped)
+
+    def _marks_suffice(
+        self, inputs: list[torch.Tensor] | None, names: Names, losses: list[torch.Tensor]
+    ) -> bool:
+        """Can this check read what the backward reached from ``.grad`` marks instead of a
+        walk of the graph? Made while the tracker sleeps (the step repeats one walked before),
+        through ``backward()`` into plain ``.grad`` fields: no explicit inputs, no FSDP stand-ins,
+        no distributed reducer (DDP fills in an unused parameter's gradient from the other ranks),
+        no zero-gradient probe to attach."""
+        session = self.session
+        return (
+            self.dormant
+            and inputs is None
+            and self.api != GRAD_API
+            and not names.alias
+            and not session.zero_check.pending
+            and all(t.grad_fn is not None for t in losses)
+            and not (torch.distributed.is_available() and torch.distributed.is_initialized())
+        )
 
     def _diagnose(
         self,
@@ -224,7 +254,10 @@ class BackwardCheck:
             result.findings = session.routing.observe(
                 result.findings, states, p.names, ctx.expect_ids, self.index
             )
-        session.expectations.after_backward(self.index, result, p.walk)
+        # (a marked walk's graph is walked for this only when the check woke the tracker: the
+        # next check, awake, must tell a value read from this step's graph from a cut)
+        walked = p.walk.complete or self.lost
+        session.expectations.after_backward(self.index, result, p.walk if walked else None)
         for raw in result.findings:
             self._add_with_note(raw, exc)
 
@@ -314,6 +347,14 @@ def _fresh(raw: Raw) -> Raw:
     return dataclasses.replace(
         raw, names=list(raw.names), earlier_steps=[], related=list(raw.related)
     )
+
+
+def _named_tensors(names: Names) -> dict[int, torch.Tensor]:
+    """The named tensors that require grad (parameters, plain leaves, unregistered), by id."""
+    found = {k: t for k, t in names.params.items() if t.requires_grad}
+    found.update((k, t) for k, (_, t) in names.leaves.items() if t.requires_grad)
+    found.update((k, u.tensor) for k, u in names.unregistered.items() if u.tensor.requires_grad)
+    return found
 
 
 def _grad_marks(names: Names, walk: Walk) -> dict[int, tuple[int, int]]:

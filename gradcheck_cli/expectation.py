@@ -35,7 +35,8 @@ class Expectations:
         # ``loss.item()``) belongs to that step, not to the next loss.
         self.earlier_nodes: set[int] = set()
 
-    def after_backward(self, index: int, result: Result, walk: Walk) -> None:
+    def after_backward(self, index: int, result: Result, walk: Walk | None) -> None:
+        """``walk``: None for a check that did not walk its graph (nothing of it is kept)."""
         self.index = index
         self.deferred = result.deferred
         self.explained = result.explained
@@ -45,7 +46,7 @@ class Expectations:
             if (raw.severity or rule_for(raw.kind).severity) != "info"
             for n in raw.names
         }
-        self.earlier_nodes = set(walk.nodes)
+        self.earlier_nodes = set(walk.nodes) if walk is not None else set()
 
     def at_step(
         self, optimizer: torch.optim.Optimizer, raws: list[Raw], names: Names

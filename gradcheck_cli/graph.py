@@ -32,6 +32,7 @@ class Walk:
     leaves: dict[int, torch.Tensor] = field(default_factory=dict)
     nodes: dict[int, Any] = field(default_factory=dict)
     acc: dict[int, Any] = field(default_factory=dict)
+    complete = True  # (a MarkedWalk is not, until something asks for its nodes)
 
     def see_through(self, alias: dict[int, torch.Tensor]) -> Walk:
         """Key stand-in leaves (FSDP2's unsharded parameters) by the user's tensors instead."""
@@ -41,6 +42,48 @@ class Walk:
             self.leaves[id(user)] = user
             self.acc[id(user)] = self.acc.pop(key)
         return self
+
+
+class MarkedWalk(Walk):
+    """The walk of a check made while the op tracker slept, which repeats a step already walked:
+    what the backward reached is read from the named tensors' ``.grad`` marks (:meth:`mark`
+    before autograd runs, :meth:`settle` after), and the graph is walked only if something asks
+    for its nodes (a layer's dead units seen for the first time, a lost gradient)."""
+
+    def __init__(self, starts: list[Any], tensors: dict[int, torch.Tensor]) -> None:
+        self.leaves = {}
+        self._starts = starts
+        self._tensors = tensors
+        self._marks = {
+            key: None if t.grad is None else (id(t.grad), t.grad._version)
+            for key, t in tensors.items()
+        }
+        self._full: Walk | None = None
+
+    def settle(self) -> None:
+        """Autograd has run: a tensor whose gradient appeared or changed was reached."""
+        marks = self._marks
+        for key, t in self._tensors.items():
+            g = t.grad
+            if g is not None and (id(g), g._version) != marks[key]:
+                self.leaves[key] = t
+
+    @property  # type: ignore[override]
+    def complete(self) -> bool:  # type: ignore[override]
+        return self._full is not None
+
+    @property  # type: ignore[override]
+    def nodes(self) -> dict[int, Any]:  # type: ignore[override]
+        return self._walked().nodes
+
+    @property  # type: ignore[override]
+    def acc(self) -> dict[int, Any]:  # type: ignore[override]
+        return self._walked().acc
+
+    def _walked(self) -> Walk:
+        if self._full is None:
+            self._full = walk_graph(self._starts)
+        return self._full
 
 
 def walk_graph(starts: Iterable[Any]) -> Walk:

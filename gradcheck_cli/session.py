@@ -138,8 +138,9 @@ class Session:
         self._awake_clean = True
         self._serious = 0
         self._stepped_awake: set[int] = set()
+        self._awake_checks = 0  # checks made since it woke
         self._stepping: int | None = None  # id of the optimizer in step()
-        self._dormant_calls: set[int] = set()  # calls checked asleep since the last one awake
+        self._dormant_calls: set[int] = set()  # calls checked asleep that woke the tracker
         # The last check made awake: each expected tensor's (name, state), and its findings
         # that a check made asleep repeats when it sees the same (BackwardCheck).
         self.awake_outcome: tuple[list[tuple[str, str]], list[Raw]] | None = None
@@ -307,11 +308,13 @@ class Session:
         self._grad_api_seen = self._grad_api_seen or api == GRAD_API
         pending = bool(self.zero_check.pending)
         if check.dormant:
-            self._dormant_calls.add(check.index)
+            if check.lost:  # (a repeat holds what the check awake held: nothing to take over)
+                self._dormant_calls.add(check.index)
             if self._held or pending or check.lost:
                 self._wake()
             self._serious = self.book.serious  # (what it repeated is no news)
         else:
+            self._awake_checks += 1
             self._release_held()
             self._dormant_calls.clear()  # (only the next check awake takes over)
             if check.serious or pending:
@@ -322,6 +325,7 @@ class Session:
         self._awake_clean = True
         self._serious = self.book.serious
         self._stepped_awake.clear()
+        self._awake_checks = 0
 
     def _release_held(self) -> None:
         """What no later check took over is reported as it was found."""
@@ -353,23 +357,25 @@ class Session:
 
     def _sleep_or_wake_after_step(self) -> None:
         """An optimizer step ended. Awake, the tracker goes to sleep once a whole iteration of
-        the loop was checked clean — when an optimizer steps a second time (a GAN's generator
-        step comes after the discriminator's) — the steps' own findings included. Asleep, a
-        step's finding wakes it."""
+        the loop was checked clean, the steps' own findings included: every optimizer known has
+        stepped since it woke (a GAN's generator step comes after the discriminator's), or one
+        has stepped a second time. Asleep, a step's finding wakes it."""
         instruments, stepping = self.instruments, self._stepping
         if instruments.dormant:
             if self.book.serious > self._serious:
                 self._wake()
             return
-        if stepping is None:
+        if stepping is None or not self._awake_checks:  # (woken by a step: check one first)
             return
         if not self._awake_clean or self.book.serious > self._serious or self._grad_api_seen:
             # (cuts made before autograd.grad reach the backward call after it: stay awake)
             self._awake_clean = False
             return
-        if stepping not in self._stepped_awake:
-            self._stepped_awake.add(stepping)
-        elif self.is_checked(self.backward_calls):
+        again = stepping in self._stepped_awake
+        self._stepped_awake.add(stepping)
+        known = {id(opt) for opt in self._optimizers(self._names)}
+        whole = again or (stepping in known and known <= self._stepped_awake)
+        if whole and self.is_checked(self.backward_calls):
             # (the module hooks stay while a routed group's call site is still unknown)
             instruments.sleep(hooks=not self.routing.watching)
 
@@ -510,9 +516,15 @@ class Session:
 
     def optimizer_groups(self, names: Names) -> list[set[int]]:
         """Parameter ids of each optimizer: those built under watch, and any found in scope."""
+        return [
+            {id(p) for g in opt.param_groups for p in g["params"]}
+            for opt in self._optimizers(names)
+        ]
+
+    def _optimizers(self, names: Names | None) -> list[torch.optim.Optimizer]:
         optimizers = [opt for opt in (w.ref() for w in self.optim.live()) if opt is not None]
-        optimizers += [opt for opt in names.optimizers if all(opt is not o for o in optimizers)]
-        return [{id(p) for g in opt.param_groups for p in g["params"]} for opt in optimizers]
+        found = names.optimizers if names is not None else []
+        return optimizers + [opt for opt in found if all(opt is not o for o in optimizers)]
 
     # -- after the run ---------------------------------------------------------------------------
 

@@ -73,7 +73,11 @@ class ZeroCheck:
         unknown = [
             (name, t)
             for (name, _, t), g in zip(result.checked, grads, strict=True)
-            if g is not None and g.dim() >= 2 and name not in relu_after and id(t) in walk.acc
+            if g is not None
+            and g.dim() >= 2
+            and name not in relu_after
+            and walk.complete  # (unknown ones are measured: their rows may be dead units)
+            and id(t) in walk.acc
         ]
         for name, t in unknown:  # (once per tensor: the op after a weight stays the same)
             relu_after[name] = attribute().relu_near(t) is not None

@@ -618,17 +618,20 @@ def test_a_cut_made_at_one_step_while_the_tracker_slept_reads_as_a_skipped_call(
 
 
 def test_the_tracker_sleeps_once_a_whole_iteration_was_checked_clean() -> None:
-    """A correct loop: awake until the optimizer steps a second time (one whole iteration of the
-    loop was checked with it awake: a GAN's generator step comes after the discriminator's),
-    asleep after that, and nothing is reported either way."""
+    """A correct loop with two optimizers (a GAN's shape): the tracker stays awake until each
+    has stepped once — the second one's backward is part of the iteration — and sleeps after."""
     torch.manual_seed(0)
     model = _Encoder()
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    first = torch.optim.SGD(model.body.parameters(), lr=0.1)
+    second = torch.optim.SGD(model.head.parameters(), lr=0.1)
+    awake = []
     with gradcheck_cli.watch(gradcheck_cli.Config(steps="all")) as session:
-        _train(model, 1, lambda i: False, opt)
-        after_one = session.instruments.dormant
-        _train(model, 1, lambda i: False, opt)
-        after_two = session.instruments.dormant
-    assert (after_one, after_two) == (False, True)
+        for _ in range(2):
+            for opt in (first, second):
+                opt.zero_grad()
+                model(torch.randn(16, 4), False).pow(2).mean().backward()
+                opt.step()
+                awake.append(not session.instruments.dormant)
+    assert awake == [True, False, False, False]
     assert [f for f in session.findings if f.severity != "info"] == []
     assert session.internal_errors == []
