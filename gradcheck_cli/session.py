@@ -130,17 +130,19 @@ class Session:
         self.internal_errors: list[str] = []
         self._stop_pending = False
         self._last_checked = -1
-        # The op tracker sleeps between clean checked steps (see _settle_mode). What a check made
-        # while it slept is held (finding, call) until the next check, made with it awake, says
-        # more about the same tensors. Awake: whether every check since it woke was clean, the
-        # book's count of serious findings then, and the optimizers stepped since.
+        # The op tracker sleeps between clean checked steps (see _settle_mode): once the loop's
+        # first iterations were checked clean, until a check made asleep sees something new
+        # (`_woken`: awake for the rest of the run). What such a check found is held (finding,
+        # call) for a later check, made awake, to take over; the book's count of serious findings
+        # when the last check ended; the optimizers stepped so far; the calls checked asleep that
+        # woke it.
         self._held: list[tuple[Raw, int]] = []
-        self._awake_clean = True
+        self._clean = True
         self._serious = 0
-        self._stepped_awake: set[int] = set()
-        self._awake_checks = 0  # checks made since it woke
+        self._stepped: set[int] = set()
         self._stepping: int | None = None  # id of the optimizer in step()
-        self._dormant_calls: set[int] = set()  # calls checked asleep that woke the tracker
+        self._woken = False
+        self._dormant_calls: set[int] = set()
         # The last check made awake: each expected tensor's (name, state), and its findings
         # that a check made asleep repeats when it sees the same (BackwardCheck).
         self.awake_outcome: tuple[list[tuple[str, str]], list[Raw]] | None = None
@@ -302,9 +304,10 @@ class Session:
     # -- the op tracker between checked steps ----------------------------------------------------
 
     def _settle_mode(self, check: BackwardCheck, api: str) -> None:
-        """After a checked backward call. A check made with the op tracker asleep that found
-        something wakes it: the next check looks again, with every cut and site recorded, and
-        takes over what this one held. A check made awake lets go of what is still held."""
+        """After a checked backward call. A check made with the op tracker asleep that saw
+        something new wakes it for the rest of the run: the next checks look again, with every
+        cut and site recorded, and take over what this one held (a bug at every other step is
+        then seen at the next one)."""
         self._grad_api_seen = self._grad_api_seen or api == GRAD_API
         pending = bool(self.zero_check.pending)
         if check.dormant:
@@ -313,19 +316,13 @@ class Session:
             if self._held or pending or check.lost:
                 self._wake()
             self._serious = self.book.serious  # (what it repeated is no news)
-        else:
-            self._awake_checks += 1
-            self._release_held()
-            self._dormant_calls.clear()  # (only the next check awake takes over)
-            if check.serious or pending:
-                self._awake_clean = False
+        elif check.serious or pending:
+            self._clean = False
 
     def _wake(self) -> None:
         self.instruments.wake()
-        self._awake_clean = True
-        self._serious = self.book.serious
-        self._stepped_awake.clear()
-        self._awake_checks = 0
+        self.tracker.modules.clear()  # (no hook saw the modules that ran while it slept)
+        self._woken = True
 
     def _release_held(self) -> None:
         """What no later check took over is reported as it was found."""
@@ -356,26 +353,25 @@ class Session:
         self._held = kept
 
     def _sleep_or_wake_after_step(self) -> None:
-        """An optimizer step ended. Awake, the tracker goes to sleep once a whole iteration of
-        the loop was checked clean, the steps' own findings included: every optimizer known has
-        stepped since it woke (a GAN's generator step comes after the discriminator's), or one
-        has stepped a second time. Asleep, a step's finding wakes it."""
+        """An optimizer step ended. Awake, the tracker sleeps once two whole iterations of the
+        loop were checked clean — when an optimizer steps a second time: a GAN's generator step
+        came after the discriminator's, what the loop does after its step (a manual update, a
+        ``.grad`` read) was seen, and a bug at every other step was met awake. Asleep, a step's
+        finding wakes it."""
         instruments, stepping = self.instruments, self._stepping
         if instruments.dormant:
             if self.book.serious > self._serious:
                 self._wake()
             return
-        if stepping is None or not self._awake_checks:  # (woken by a step: check one first)
+        if stepping is None or self._woken or not self.steps_checked:
             return
-        if not self._awake_clean or self.book.serious > self._serious or self._grad_api_seen:
+        if not self._clean or self.book.serious > self._serious or self._grad_api_seen:
             # (cuts made before autograd.grad reach the backward call after it: stay awake)
-            self._awake_clean = False
+            self._clean = False
             return
-        again = stepping in self._stepped_awake
-        self._stepped_awake.add(stepping)
-        known = {id(opt) for opt in self._optimizers(self._names)}
-        whole = again or (stepping in known and known <= self._stepped_awake)
-        if whole and self.is_checked(self.backward_calls):
+        if stepping not in self._stepped:
+            self._stepped.add(stepping)
+        elif self.is_checked(self.backward_calls):
             # (the module hooks stay while a routed group's call site is still unknown)
             instruments.sleep(hooks=not self.routing.watching)
 
