@@ -133,8 +133,8 @@ class BackwardCheck:
         if p.probe is not None:
             p.probe.remove()
         with session.guard("checking a backward()"), _no_torch_function():
-            if isinstance(p.walk, MarkedWalk):
-                p.walk.settle()
+            if marked:
+                p.walk.settle()  # type: ignore[attr-defined]
             else:
                 _reached_unseen(p.names, p.walk, unseen)
             if self.api == GRAD_API:  # returns gradients, writes no .grad

@@ -100,12 +100,9 @@ class Instruments:
         own mode sits on top of ours)."""
         if self.retired or self.dormant:
             return False
-        if self._paused:  # (off the stack already: resume_mode() must not put it back)
-            self._paused = False
-        elif not self.pause_mode():
+        if not self._paused and not self.pause_mode():
             return False
-        else:
-            self._paused = False
+        self._paused = False  # (off the stack now: resume_mode() must not put it back)
         self.dormant = True
         if hooks and self.module_hooks is not None:
             self.module_hooks.off()
