@@ -60,6 +60,8 @@ def aliases(modules: Iterable[nn.Module]) -> dict[int, torch.Tensor]:
 def local(grad: torch.Tensor | None) -> torch.Tensor | None:
     """This rank's shard of a DTensor gradient (anything else as it is): read without a
     collective, which would hang if the ranks did not all read the same gradients."""
+    if grad is None or type(grad) is torch.Tensor:
+        return grad
     to_local = getattr(grad, "to_local", None)
     return to_local() if to_local is not None and _is_dtensor(grad) else grad
 

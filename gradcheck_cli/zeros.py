@@ -547,10 +547,12 @@ def grad_stats(
     for i, g in enumerate(grads):
         if g is None:
             continue
+        if g.requires_grad:  # (create_graph=True: a gradient with its own graph)
+            g = g.detach()
         if g.is_sparse:  # (an embedding with sparse=True)
-            norms[i] = float(_values(g.detach()).norm())
+            norms[i] = float(_values(g).norm())
         else:
-            present.append((i, g.detach()))
+            present.append((i, g))
     if not present:
         return norms, deads
     wanted = [
@@ -584,7 +586,7 @@ def _batched_stats(
         scalars = list(torch._foreach_norm([g for _, g in present], 2.0))
     matrices: list[tuple[int, torch.Tensor, torch.Tensor, bool]] = []
     for i, g in wanted:
-        rows = g.reshape(g.shape[0], -1)
+        rows = g if g.dim() == 2 else g.reshape(g.shape[0], -1)
         # In float64 no square of a float32 (or half) value underflows: a zero row norm is a
         # zero row. That pass costs 2-3x more, so a big matrix is summed in float32 and its
         # zero-norm rows are looked at again, exactly (and a float64 gradient's always are).
@@ -610,8 +612,10 @@ _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 def _floats(scalars: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> list[float]:
     """0-d tensors as Python floats, with one copy per device and dtype (a model may span CPU
-    and GPU)."""
+    and GPU); on CPU, where reading a value costs no copy, one by one (a stack costs more)."""
     groups: dict[tuple[torch.device, torch.dtype], list[int]] = {}
+    if all(x.is_cpu for x in scalars):
+        return [x.item() for x in scalars]
     for i, x in enumerate(scalars):
         groups.setdefault((x.device, x.dtype), []).append(i)
     out = [0.0] * len(scalars)
