@@ -218,9 +218,9 @@ def default_row(default_steps: int | str) -> str:
 # -- results -------------------------------------------------------------------------------------
 
 
-def low_quartile(samples: list[float]) -> float:
+def quantile(samples: list[float], q: float) -> float:
     s = sorted(samples)
-    return s[round(0.25 * (len(s) - 1))]
+    return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]
 
 
 @dataclass
@@ -237,11 +237,10 @@ class Row:
     @property
     def low(self) -> float:
         """The lower quartile: what ratios to plain compare (see the module docstring)."""
-        return self.quantile(0.25)
+        return quantile(self.samples, 0.25)
 
     def quantile(self, q: float) -> float:
-        s = sorted(self.samples)  # (q=0.25: low_quartile)
-        return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]
+        return quantile(self.samples, q)
 
 
 @dataclass
@@ -271,9 +270,7 @@ class ModelResult:
         row, plain = self.row(name), self.row("plain")
         if row is None or plain is None:
             return None
-        if row.paired:
-            return statistics.median(row.paired)
-        return 1.0 if row is plain else row.low / plain.low
+        return statistics.median(row.paired) if row.paired else row.low / plain.low
 
     def median_ratio(self, name: str) -> float | None:
         row, plain = self.row(name), self.row("plain")
@@ -334,8 +331,10 @@ def run_block(
             t = timed(w.step)
             if cond.window_row is not None:
                 block.setdefault(cond.window_row, []).append(t)
-        k = reps.k if not cond.anomaly or reps.anomaly_k is None else reps.anomaly_k
-        for _ in range(reps.warm if k == reps.k else 0):
+        warm, k = reps.warm, reps.k
+        if cond.anomaly and reps.anomaly_k is not None:
+            warm, k = 0, reps.anomaly_k
+        for _ in range(warm):
             w.step()
         block[cond.row] = [timed(w.step) for _ in range(k)]
     for name, samples in block.items():
@@ -362,7 +361,7 @@ def pair_with_plain(timeline: list[dict[str, list[float]]], result: ModelResult)
             continue
         for name, samples in block.items():
             if samples:
-                ratio = low_quartile(samples) / low_quartile(ref)
+                ratio = quantile(samples, 0.25) / quantile(ref, 0.25)
                 result.rows.setdefault(name, Row()).paired.append(ratio)
 
 
@@ -758,20 +757,18 @@ def environment(threads: int) -> dict[str, Any]:
 PINNED_MALLOC = {"MALLOC_TRIM_THRESHOLD_": str(16 << 30), "MALLOC_MMAP_THRESHOLD_": str(32 << 20)}
 
 
+def malloc_pinned() -> bool:
+    return all(os.environ.get(k) == v for k, v in PINNED_MALLOC.items())
+
+
 def pin_malloc(argv: list[str]) -> None:
     """Keep freed memory in the process, so that a step's allocations never fault pages in
     again (see the module docstring); re-executes this script unless already pinned."""
-    if all(os.environ.get(k) == v for k, v in PINNED_MALLOC.items()):
+    if malloc_pinned():
         return
     sys.stdout.flush()
-    os.execve(
-        sys.executable,
-        [sys.executable, os.path.abspath(__file__), *argv],
-        {
-            **os.environ,
-            **PINNED_MALLOC,
-        },
-    )
+    script = [sys.executable, os.path.abspath(__file__), *argv]
+    os.execve(sys.executable, script, {**os.environ, **PINNED_MALLOC})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -819,16 +816,9 @@ def main(argv: list[str] | None = None) -> int:
         f"gradcheck {env['gradcheck']} from {env['gradcheck_path']} "
         f"(git {env['gradcheck_git'] or 'unknown'}); Config().steps = {default_steps!r}"
     )
-    pinned = all(os.environ.get(k) == v for k, v in PINNED_MALLOC.items())
-    env["malloc"] = "pinned" if pinned else "system"
-    log(
-        "malloc: "
-        + (
-            " ".join(f"{k}={v}" for k, v in PINNED_MALLOC.items())
-            if pinned
-            else "the system's thresholds (freed memory may be faulted in again each step)"
-        )
-    )
+    env["malloc"] = "pinned" if malloc_pinned() else "system"
+    pinned = " ".join(f"{k}={v}" for k, v in PINNED_MALLOC.items())
+    log(f"malloc: {pinned if malloc_pinned() else 'the system thresholds (--system-malloc)'}")
 
     results: dict[str, ModelResult] = {}
     for key in models:
@@ -865,7 +855,7 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.perf_counter() - t_start
     print()
     print(
-        f"== results: per-step time; x plain compares lower quartiles (torch threads {args.threads}; "
+        f"== results: per-step time; x plain paired with the plain blocks beside each block (torch threads {args.threads}; "
         f"load average {load_start[0]:.2f} at start, {load_end[0]:.2f} at end; {elapsed:.0f}s) =="
     )
     ordered = [results[k] for k in models if k in results]
@@ -945,7 +935,7 @@ def main(argv: list[str] | None = None) -> int:
                             "p25_s": row.quantile(0.25),
                             "p75_s": row.quantile(0.75),
                             "n": len(row.samples),
-                            "ratio_to_plain": res.ratio(name),  # (of lower quartiles)
+                            "ratio_to_plain": res.ratio(name),  # (paired in time)
                             "ratio_of_medians": res.median_ratio(name),
                             "samples_s": row.samples,
                         }

@@ -40,16 +40,7 @@ def model_site(where: CallSite | Site | None) -> m.Site | None:
     site = where.site if isinstance(where, CallSite) else where
     if site is None:
         return None
-    key = (site.file, site.line, site.function, os.getcwd())
-    shown = _shown.get(key)
-    if shown is None:  # (the path as displayed and the line's code, read once per line)
-        if len(_shown) >= 4096:
-            _shown.clear()
-        shown = _shown[key] = (display_path(site.file), site.code)
-    return m.Site(shown[0], site.line, site.function, shown[1])
-
-
-_shown: dict[tuple[str, int, str, str], tuple[str, str]] = {}
+    return m.Site(display_path(site.file), site.line, site.function, site.code)
 
 
 def model_stack(where: CallSite | Site | None) -> list[m.Site]:

@@ -613,9 +613,9 @@ _LOW_PRECISION = (torch.float16, torch.bfloat16)
 def _floats(scalars: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> list[float]:
     """0-d tensors as Python floats, with one copy per device and dtype (a model may span CPU
     and GPU); on CPU, where reading a value costs no copy, one by one (a stack costs more)."""
-    groups: dict[tuple[torch.device, torch.dtype], list[int]] = {}
     if all(x.is_cpu for x in scalars):
-        return [x.item() for x in scalars]
+        return [float(x) for x in scalars]
+    groups: dict[tuple[torch.device, torch.dtype], list[int]] = {}
     for i, x in enumerate(scalars):
         groups.setdefault((x.device, x.dtype), []).append(i)
     out = [0.0] * len(scalars)
