@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from gradcheck_cli.session import Session
 
 _PROBE_FIRST_NODES = 5_000  # graphs up to this size get the zero-gradient probe on the first check
+# A graph this big is walked once; the check of the step that repeats it reads .grad marks.
+_MARKS_FROM_NODES = 20_000
 _CHECKPOINT_NODE = "CheckpointFunctionBackward"  # torch.utils.checkpoint, use_reentrant=True
 _NOT_DIFFERENTIABLE = ("does not require grad", "does not have a grad_fn")
 _UNUSED_INPUT = "appears to not have been used in the graph"
@@ -135,8 +137,12 @@ class BackwardCheck:
         with session.guard("checking a backward()"), _no_torch_function():
             if marked:
                 p.walk.settle()  # type: ignore[attr-defined]
+                if not self.dormant and frozenset(p.walk.leaves) != session.walked_reached:
+                    _walk_instead(p.walk, p.names)  # type: ignore[arg-type]
             else:
                 _reached_unseen(p.names, p.walk, unseen)
+            if not self.dormant and p.walk.complete:
+                _remember_walk(session, p.walk, p.names)
             if self.api == GRAD_API:  # returns gradients, writes no .grad
                 session.grad_calls.record(p.inputs or [], args, kwargs, result, p.where)
             else:
@@ -159,7 +165,7 @@ class BackwardCheck:
         names = session.build_names(reuse=self.dormant)
         starts = [t.grad_fn for t in losses]
         walk: Walk
-        if self._marks_suffice(inputs, names, losses):
+        if self._marks_suffice(inputs, names, losses, args, kwargs):
             walk = MarkedWalk(starts, _named_tensors(names))
         else:
             walk = walk_graph(starts)
@@ -178,22 +184,36 @@ class BackwardCheck:
         return PreparedCall(losses, inputs, where, walk, loss_cuts, names, record, probe, stamped)
 
     def _marks_suffice(
-        self, inputs: list[torch.Tensor] | None, names: Names, losses: list[torch.Tensor]
+        self,
+        inputs: list[torch.Tensor] | None,
+        names: Names,
+        losses: list[torch.Tensor],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
     ) -> bool:
         """Can this check read what the backward reached from ``.grad`` marks instead of a
-        walk of the graph? Made while the tracker sleeps (the step repeats one walked before),
-        through ``backward()`` into plain ``.grad`` fields: no explicit inputs, no FSDP stand-ins,
-        no distributed reducer (DDP fills in an unused parameter's gradient from the other ranks),
-        no zero-gradient probe to attach."""
+        walk of the graph? Through ``backward()`` into plain ``.grad`` fields: no explicit inputs,
+        no FSDP stand-ins, no distributed reducer (DDP fills in an unused parameter's gradient
+        from the other ranks), no zero-gradient probe to attach. And either made while the
+        tracker sleeps (the step repeats one walked before), or made awake on the step before
+        the tracker would sleep, when the last walk was of a big graph: if the marks then show
+        another outcome than that walk, the graph is walked after all (:func:`_walk_instead`)."""
         session = self.session
-        return (
-            self.dormant
-            and inputs is None
+        if not (
+            inputs is None
             and self.api != GRAD_API
             and not names.alias
             and not session.zero_check.pending
             and all(t.grad_fn is not None for t in losses)
             and not (torch.distributed.is_available() and torch.distributed.is_initialized())
+        ):
+            return False
+        if self.dormant:
+            return True
+        return (
+            session.walked_reached is not None
+            and session.sleeps_after_step()
+            and not _keeps_graph(args, kwargs)
         )
 
     def _diagnose(
@@ -254,10 +274,16 @@ class BackwardCheck:
             result.findings = session.routing.observe(
                 result.findings, states, p.names, ctx.expect_ids, self.index
             )
-        # (a marked walk's graph is walked for this only when the check woke the tracker: the
-        # next check, awake, must tell a value read from this step's graph from a cut)
-        walked = p.walk.complete or self.lost
-        session.expectations.after_backward(self.index, result, p.walk if walked else None)
+        # (a marked walk's graph is walked for this only when the check woke the tracker, or,
+        # made awake, when a later check asks: the next check, awake, must tell a value read
+        # from this step's graph from a cut)
+        if p.walk.complete or self.lost:
+            session.expectations.after_backward(self.index, result, p.walk)
+        else:
+            lazy = not self.dormant
+            session.expectations.after_backward(
+                self.index, result, p.walk if lazy else None, lazy=lazy
+            )
         for raw in result.findings:
             self._add_with_note(raw, exc)
 
@@ -371,6 +397,35 @@ def _grad_marks(names: Names, walk: Walk) -> dict[int, tuple[int, int]]:
     if marks and not any(type(n).__name__ == _CHECKPOINT_NODE for n in walk.nodes.values()):
         return {}
     return marks
+
+
+def _walk_instead(walk: MarkedWalk, names: Names) -> None:
+    """A check made awake from ``.grad`` marks saw another outcome than the last walk: what
+    the backward reached is what a walk before autograd would have said (the graph is walked
+    now), with :func:`_reached_unseen`'s exception for a reentrant checkpoint."""
+    unseen = walk.walk_now()
+    if unseen and any(type(n).__name__ == _CHECKPOINT_NODE for n in walk.nodes.values()):
+        for key, t in unseen.items():
+            if key in names.params or key in names.leaves:
+                walk.leaves[key] = t
+
+
+def _remember_walk(session: Session, walk: Walk, names: Names) -> None:
+    """What a walk of a big graph reached, for the next check to compare its marks with."""
+    if len(walk.nodes) < _MARKS_FROM_NODES:
+        session.walked_reached = None
+        return
+    named = _named_tensors(names)
+    session.walked_reached = frozenset(k for k in walk.leaves if k in named)
+
+
+def _keeps_graph(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """``retain_graph`` or ``create_graph``: a graph kept for later use (holding it one step
+    longer would hold what its nodes saved)."""
+    # (Tensor.backward and torch.autograd.backward alike: loss(es), gradient, retain, create)
+    retain = kwargs.get("retain_graph", args[2] if len(args) > 2 else None)
+    create = kwargs.get("create_graph", args[3] if len(args) > 3 else False)
+    return bool(retain) or bool(create)
 
 
 def _reached_unseen(names: Names, walk: Walk, marks: dict[int, tuple[int, int]]) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Container
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,7 +50,7 @@ class Context:
     expect_ids: set[int] = field(default_factory=set)  # tensors the config says must learn
     # This step's other cut events (that did not tag the loss), nearest the loss first.
     events: list[Cut] = field(default_factory=list)
-    earlier_nodes: set[int] = field(default_factory=set)  # the last checked backward's graph
+    earlier_nodes: Container[int] = field(default_factory=set)  # the last checked backward's graph
     _event_of: dict[int, Cut] | None = None
 
     def event_of(self, key: int) -> Cut | None:

@@ -12,11 +12,13 @@ them into findings, and folds ``step_without_grad`` into the finding that alread
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Container
 from typing import TYPE_CHECKING
 
 import torch
 
 from gradcheck_cli.findings import Raw
+from gradcheck_cli.graph import NodesOf
 from gradcheck_cli.rules import rule_for
 
 if TYPE_CHECKING:
@@ -33,10 +35,13 @@ class Expectations:
         self.failing: set[str] = set()  # names in that call's error/warning findings
         # Graph nodes of the last checked backward: a value read from them afterwards (logging
         # ``loss.item()``) belongs to that step, not to the next loss.
-        self.earlier_nodes: set[int] = set()
+        self.earlier_nodes: Container[int] = set()
 
-    def after_backward(self, index: int, result: Result, walk: Walk | None) -> None:
-        """``walk``: None for a check that did not walk its graph (nothing of it is kept)."""
+    def after_backward(
+        self, index: int, result: Result, walk: Walk | None, lazy: bool = False
+    ) -> None:
+        """``walk``: None for a check that did not walk its graph (nothing of it is kept);
+        ``lazy``: a walk not made yet, made if a later check asks about this graph's nodes."""
         self.index = index
         self.deferred = result.deferred
         self.explained = result.explained
@@ -46,7 +51,16 @@ class Expectations:
             if (raw.severity or rule_for(raw.kind).severity) != "info"
             for n in raw.names
         }
-        self.earlier_nodes = set(walk.nodes) if walk is not None else set()
+        if walk is None:
+            self.earlier_nodes = set()
+        else:
+            self.earlier_nodes = NodesOf(walk) if lazy else set(walk.nodes)
+
+    def settle_earlier(self, asked: bool) -> None:
+        """The tracker sleeps: decide the last graph's nodes now (walked if a cut recorded since
+        its check may ask about them, else none), so that its graph is not held any longer."""
+        if isinstance(self.earlier_nodes, NodesOf):
+            self.earlier_nodes = self.earlier_nodes.ids() if asked else set()
 
     def at_step(
         self, optimizer: torch.optim.Optimizer, raws: list[Raw], names: Names

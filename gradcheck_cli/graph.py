@@ -7,7 +7,7 @@ Read by the check of a backward call (session), the diagnosis, the zero-gradient
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,6 +84,29 @@ class MarkedWalk(Walk):
         if self._full is None:
             self._full = walk_graph(self._starts)
         return self._full
+
+    def walk_now(self) -> dict[int, torch.Tensor]:
+        """Take what a walk of the graph reaches as reached instead of the marks (after autograd
+        ran the graph is the same: it frees what nodes saved, not the edges between them).
+        Returns the tensors the marks counted that the walk does not reach."""
+        marked, self.leaves = self.leaves, dict(self._walked().leaves)
+        return {k: t for k, t in marked.items() if k not in self.leaves}
+
+
+class NodesOf(Container[int]):
+    """The ids of a graph's nodes, walked on the first question (most never get one)."""
+
+    def __init__(self, walk: Walk) -> None:
+        self._walk: Walk | None = walk
+        self._ids: set[int] = set()
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.ids()
+
+    def ids(self) -> set[int]:
+        if self._walk is not None:
+            self._ids, self._walk = set(self._walk.nodes), None
+        return self._ids
 
 
 def walk_graph(starts: Iterable[Any]) -> Walk:

@@ -146,6 +146,9 @@ class Session:
         # The last check made awake: each expected tensor's (name, state), and its findings
         # that a check made asleep repeats when it sees the same (BackwardCheck).
         self.awake_outcome: tuple[list[tuple[str, str]], list[Raw]] | None = None
+        # What the last walk made awake reached of the named tensors, if its graph was big
+        # (BackwardCheck: the check before the tracker sleeps compares its .grad marks with it).
+        self.walked_reached: frozenset[int] | None = None
         self._grad_api_seen = False
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -352,6 +355,18 @@ class Session:
                 kept.append((h, index))
         self._held = kept
 
+    def sleeps_after_step(self) -> bool:
+        """Awake: will the tracker sleep at the next optimizer step, if the check of this
+        backward call finds nothing? (:meth:`_sleep_or_wake_after_step`)"""
+        return (
+            not self.instruments.dormant
+            and not self._woken
+            and self._clean
+            and bool(self._stepped)
+            and not self._grad_api_seen
+            and self.book.serious <= self._serious
+        )
+
     def _sleep_or_wake_after_step(self) -> None:
         """An optimizer step ended. Awake, the tracker sleeps once two whole iterations of the
         loop were checked clean — when an optimizer steps a second time: a GAN's generator step
@@ -371,9 +386,14 @@ class Session:
             return
         if stepping not in self._stepped:
             self._stepped.add(stepping)
-        elif self.is_checked(self.backward_calls):
-            # (the module hooks stay while a routed group's call site is still unknown)
-            instruments.sleep(hooks=not self.routing.watching)
+        # (the module hooks stay while a routed group's call site is still unknown)
+        elif self.is_checked(self.backward_calls) and instruments.sleep(
+            hooks=not self.routing.watching
+        ):
+            # (asleep, no cut is recorded: only one recorded since the last check can ask
+            # whether a value was read from its graph)
+            asked = any(c.roots for c in self.tracker.cuts.values())
+            self.expectations.settle_earlier(asked)
 
     def _held_untrained(self, t: torch.Tensor) -> bool:
         """An optimizer holds ``t`` to train it and has not stepped it yet: a freeze now is one

@@ -617,6 +617,121 @@ def test_a_cut_made_at_one_step_while_the_tracker_slept_reads_as_a_skipped_call(
     assert not slept
 
 
+def _outcome(
+    cut_at: Callable[[int], bool], log_loss: bool, drop_at: int | None = None
+) -> list[tuple[Any, ...]]:
+    """What a user sees of a 7-step run of the encoder: each finding's kind, names, line, steps.
+    ``drop_at``: the step where a hook throws away the head's weight gradient as it arrives
+    (reached, yet no gradient: what ``.grad`` marks alone would read as not reached)."""
+    torch.manual_seed(0)
+    model = _Encoder()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    seen = 0.0
+    step = 0
+
+    def drop(p: torch.Tensor) -> None:
+        if step == drop_at:
+            p.grad = None
+
+    model.head.weight.register_post_accumulate_grad_hook(drop)
+    with gradcheck_cli.watch(gradcheck_cli.Config(steps="all")) as session:
+        for i in range(7):
+            step = i
+            opt.zero_grad()
+            loss = model(torch.randn(16, 4), cut_at(i)).pow(2).mean()
+            loss.backward()
+            if log_loss:
+                seen += loss.item()  # (a value read from the graph just checked: no cut)
+            opt.step()
+    assert session.internal_errors == []
+    return [
+        (f.kind, f.severity, f.parameters, f.site and (f.site.file, f.site.line), f.steps)
+        for f in session.findings
+    ]
+
+
+_CUTS: dict[str, Callable[[int], bool]] = {
+    "never": lambda i: False,
+    "second step only": lambda i: i == 1,
+    "from the second step on": lambda i: i >= 1,
+    "every other step": lambda i: i % 2 == 1,
+    "from the fourth step on": lambda i: i >= 3,
+    "third step only": lambda i: i == 2,
+    "gradient dropped by a hook at the second step": lambda i: False,
+}
+
+
+@pytest.mark.parametrize("log_loss", [False, True], ids=["quiet", "logging loss.item()"])
+@pytest.mark.parametrize("cut", list(_CUTS), ids=list(_CUTS))
+def test_a_big_graph_read_from_marks_before_the_tracker_sleeps_finds_the_same(
+    cut: str, log_loss: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a big graph the check of the second step reads what the backward reached from the
+    ``.grad`` marks instead of walking the graph again, and walks it only if the marks differ
+    from the first walk. Forced here on a small model (every graph counts as big): the findings,
+    their lines and steps are those of a run that walks every awake check."""
+    from gradcheck_cli import backward_check
+
+    drop_at = 1 if cut == "gradient dropped by a hook at the second step" else None
+    walked = _outcome(_CUTS[cut], log_loss, drop_at)
+    monkeypatch.setattr(backward_check, "_MARKS_FROM_NODES", 0)
+    assert _outcome(_CUTS[cut], log_loss, drop_at) == walked
+    if cut == "second step only":
+        (finding,) = [f for f in walked if f[1] != "info"]
+        assert finding[0] == "detach" and finding[4] == [1]
+        assert finding[3] == (THIS, _line_of(_Encoder.forward, "detach()"))
+
+
+def test_a_big_graph_is_walked_once_in_a_clean_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The walks a clean run makes: each awake check walks a small graph (two), a big one is
+    walked by the first check only (unless something asks for its nodes: dead units seen)."""
+    from gradcheck_cli import backward_check, graph
+
+    walks = []
+    real = graph.walk_graph
+
+    def counted(starts: Any) -> Any:
+        walks.append(1)
+        return real(starts)
+
+    monkeypatch.setattr(graph, "walk_graph", counted)
+    monkeypatch.setattr(backward_check, "walk_graph", counted)
+    for big, expected in ((False, 2), (True, 1)):
+        if big:
+            monkeypatch.setattr(backward_check, "_MARKS_FROM_NODES", 0)
+        walks.clear()
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        with gradcheck_cli.watch(gradcheck_cli.Config(steps="all")) as session:
+            for _ in range(5):
+                opt.zero_grad()
+                model(torch.randn(16, 4)).pow(2).mean().backward()
+                opt.step()
+        assert len(walks) == expected
+        assert [f for f in session.findings if f.severity != "info"] == []
+
+
+def test_the_nodes_of_a_graph_read_from_marks_are_walked_only_if_asked() -> None:
+    """A check that read its graph from marks keeps it for the next check to ask whether a cut
+    read a value from it (a logged ``loss.item()``); when the tracker sleeps, the graph is walked
+    if a cut recorded since may ask, and let go otherwise."""
+    from gradcheck_cli.expectation import Expectations
+    from gradcheck_cli.graph import MarkedWalk, NodesOf
+
+    x = torch.randn(3, requires_grad=True)
+    y = (x * 2).sum()
+    node = y.grad_fn
+    for asked in (True, False):
+        book = Expectations()
+        book.earlier_nodes = NodesOf(MarkedWalk([node], {}))
+        book.settle_earlier(asked)
+        assert isinstance(book.earlier_nodes, set)
+        assert (id(node) in book.earlier_nodes) is asked
+    lazy = NodesOf(MarkedWalk([node], {}))
+    assert id(node) in lazy and id(node.next_functions[0][0]) in lazy
+
+
 def test_the_tracker_sleeps_once_a_whole_iteration_was_checked_clean() -> None:
     """A correct loop with two optimizers (a GAN's shape): the tracker stays awake until one of
     them steps a second time — the second one's backward is part of the iteration, and so is

@@ -103,10 +103,45 @@ def test_sample_script(exp: Expectation, tmp_path: Path) -> None:
         [sys.executable, "-m", "gradcheck_cli", "run", *exp.args, "--json", str(report_path), rel],
     )
 
-    assert checked.returncode == exp.exit_code, checked.stderr
     assert checked.stdout == plain.stdout, (
         "the script's stdout must be byte-identical to a plain run"
     )
+    _assert_report(exp, rel, checked, report_path, plain.returncode)
+
+
+# The check of the second step reads a big graph (20,000 nodes and more) from `.grad` marks and
+# walks it only if they differ from the first walk: forced here for every graph.
+_MARKS_FOR_EVERY_GRAPH = (
+    "import sys; from gradcheck_cli import backward_check; backward_check._MARKS_FROM_NODES = 0; "
+    "from gradcheck_cli.cli import main; sys.argv[0] = 'gradcheck'; main()"
+)
+
+
+@pytest.mark.parametrize("exp", EXPECTATIONS, ids=[e.script.stem for e in EXPECTATIONS])
+def test_sample_script_with_every_graph_read_from_marks(exp: Expectation, tmp_path: Path) -> None:
+    """The same report when every graph counts as big (what a 100k-node model meets)."""
+    rel = str(exp.script.relative_to(ROOT))
+    report_path = tmp_path / "report.json"
+    cmd = [sys.executable, "-c", _MARKS_FOR_EVERY_GRAPH, "run", *exp.args]
+    checked = subprocess.run(
+        [*cmd, "--json", str(report_path), rel],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    _assert_report(exp, rel, checked, report_path, None)
+
+
+def _assert_report(
+    exp: Expectation,
+    rel: str,
+    checked: subprocess.CompletedProcess[str],
+    report_path: Path,
+    plain_exit: int | None,
+) -> None:
+    assert checked.returncode == exp.exit_code, checked.stderr
     assert "gradcheck_cli" not in checked.stderr.split("gradcheck:")[0], (
         "our frames leaked into a traceback"
     )
@@ -114,7 +149,8 @@ def test_sample_script(exp: Expectation, tmp_path: Path) -> None:
     report = json.loads(report_path.read_text())
     jsonschema.validate(report, SCHEMA)
     assert report["format"] == 1
-    assert report["script"]["exit_code"] == plain.returncode
+    if plain_exit is not None:
+        assert report["script"]["exit_code"] == plain_exit
     assert report["summary"]["backward_calls"] >= 1
     problems = [f for f in report["findings"] if f["severity"] in ("error", "warning")]
     if exp.kind is None:
