@@ -216,6 +216,7 @@ class Session:
         self.instruments.retire()
         self._ran.clear()
         self.grad_calls.returned.clear()  # (they hold graphs alive)
+        self.expectations.settle_earlier(False)  # (no check is left to ask about its graph)
 
     def __enter__(self) -> Session:
         return self.start()
