@@ -129,9 +129,10 @@ FULL = Plan(
     reps={
         "mlp": Reps(rounds=40, k=40, warm=5, mem_steps=5),
         "small_tf": Reps(rounds=20, k=10, warm=2, mem_steps=3),
-        "medium_tf": Reps(rounds=6, k=3, warm=1, mem_steps=1, anomaly_k=2),
-        # (an anomaly-mode step of this graph takes ~15 s: two per round)
-        "graph_100k": Reps(rounds=3, k=2, warm=1, mem_steps=1, anomaly_k=2),
+        # (warm-up >= 2 everywhere: the `all` row times the steps after its two awake checks,
+        # which the window row has; an anomaly-mode step of this graph takes ~15 s)
+        "medium_tf": Reps(rounds=8, k=3, warm=2, mem_steps=1, anomaly_k=2),
+        "graph_100k": Reps(rounds=5, k=2, warm=2, mem_steps=1, anomaly_k=1),
     },
     flat_default_steps=10_000,
     flat_all_steps=2_000,
