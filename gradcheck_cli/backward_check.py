@@ -277,13 +277,9 @@ class BackwardCheck:
         # (a marked walk's graph is walked for this only when the check woke the tracker, or,
         # made awake, when a later check asks: the next check, awake, must tell a value read
         # from this step's graph from a cut)
-        if p.walk.complete or self.lost:
-            session.expectations.after_backward(self.index, result, p.walk)
-        else:
-            lazy = not self.dormant
-            session.expectations.after_backward(
-                self.index, result, p.walk if lazy else None, lazy=lazy
-            )
+        walked = p.walk.complete or self.lost
+        kept = p.walk if walked or not self.dormant else None
+        session.expectations.after_backward(self.index, result, kept, lazy=not walked)
         for raw in result.findings:
             self._add_with_note(raw, exc)
 
@@ -394,9 +390,13 @@ def _grad_marks(names: Names, walk: Walk) -> dict[int, tuple[int, int]]:
         if key not in walk.leaves and t.requires_grad:
             g = t.grad
             marks[key] = (0, -1) if g is None else (id(g), g._version)
-    if marks and not any(type(n).__name__ == _CHECKPOINT_NODE for n in walk.nodes.values()):
+    if marks and not _has_checkpoint(walk):
         return {}
     return marks
+
+
+def _has_checkpoint(walk: Walk) -> bool:
+    return any(type(n).__name__ == _CHECKPOINT_NODE for n in walk.nodes.values())
 
 
 def _walk_instead(walk: MarkedWalk, names: Names) -> None:
@@ -404,7 +404,7 @@ def _walk_instead(walk: MarkedWalk, names: Names) -> None:
     the backward reached is what a walk before autograd would have said (the graph is walked
     now), with :func:`_reached_unseen`'s exception for a reentrant checkpoint."""
     unseen = walk.walk_now()
-    if unseen and any(type(n).__name__ == _CHECKPOINT_NODE for n in walk.nodes.values()):
+    if unseen and _has_checkpoint(walk):
         for key, t in unseen.items():
             if key in names.params or key in names.leaves:
                 walk.leaves[key] = t
